@@ -1,0 +1,7 @@
+"""The ``ganzoo`` command line: one module per sub-command, all attached to :data:`main`."""
+from __future__ import annotations
+
+from ganzoo.cli.app import main
+from ganzoo.cli import list_cmd  # noqa: F401  (each import attaches its sub-command)
+
+__all__ = ["main"]

@@ -1,0 +1,37 @@
+"""The root ``ganzoo`` click group and the error handling every sub-command shares."""
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+
+from ganzoo import __version__
+from ganzoo.errors import GanzooError
+
+err_console = Console(stderr=True)
+
+
+def print_error(error: GanzooError) -> None:
+    """Print a user-facing error on one screen, without a traceback."""
+    err_console.print(f"[bold red]error:[/] {error.message}", highlight=False, markup=True, soft_wrap=True)
+    if error.hint:
+        err_console.print(f"[yellow]hint:[/] {error.hint}", highlight=False, soft_wrap=True)
+
+
+class GanzooGroup(click.Group):
+    """A click group that turns every GanzooError into a message and its exit code."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except GanzooError as error:
+            print_error(error)
+            sys.stderr.flush()
+            ctx.exit(error.exit_code)
+
+
+@click.group(cls=GanzooGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ganzoo")
+def main() -> None:
+    """ganzoo: pix2pix, CycleGAN and BicycleGAN from one registry of interchangeable parts."""

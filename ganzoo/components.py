@@ -1,0 +1,2 @@
+"""Imports every built-in component family so that their ``@register`` decorators run."""
+from ganzoo import discriminators, encoders, generators, layers, losses, models, schedulers  # noqa: F401
