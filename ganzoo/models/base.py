@@ -1,0 +1,61 @@
+"""What every model declares, so a recipe can be checked and resolved before anything is built.
+
+A model is registered in the ``model`` registry and declares, as class attributes:
+
+- ``options``: its own recipe keys under ``model.`` (``nz``, ``use_same_D``, ``pool_size``...),
+  each an :class:`Option` with the official default;
+- ``loss_weights``: its weighted loss terms (``model.losses.<term>``) with the official weights;
+  a weight of 0 removes the term and its computation;
+- ``required_networks(model_cfg)``: the network names it needs under ``model.networks``;
+- ``derived_network_args(model_cfg)``: arguments it passes to networks (``nz`` to G and E...),
+  filled into the recipe when absent so ``ganzoo info`` shows them;
+- ``check_recipe(recipe, networks)``: cross-checks (batch size, channels) raising RecipeError.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch.nn as nn
+
+from ganzoo.errors import RecipeError
+
+
+@dataclass(frozen=True)
+class Option:
+    """One recipe key a model understands: its default, accepted type(s) and meaning."""
+
+    default: Any
+    type: type | tuple[type, ...]
+    help: str
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+
+
+class ModelSpec:
+    """Class-level declarations shared by all models (no training logic lives here)."""
+
+    options: ClassVar[dict[str, Option]] = {}
+    loss_weights: ClassVar[dict[str, float]] = {}
+    networks_needed: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def required_networks(cls, model_cfg: dict[str, Any]) -> list[str]:
+        """Names that must appear under ``model.networks`` for this configuration."""
+        return list(cls.networks_needed)
+
+    @classmethod
+    def derived_network_args(cls, model_cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Arguments the model itself gives its networks (``{"G": {"nz": 8}}``)."""
+        return {}
+
+    @classmethod
+    def check_recipe(cls, recipe: dict[str, Any], networks: dict[str, nn.Module]) -> None:
+        """Raise :class:`RecipeError` for impossible combinations; ``networks`` are built on meta."""
+
+    @staticmethod
+    def expect_channels(key: str, got: int, expected: int, why: str) -> None:
+        """Raise a RecipeError when a network's channel count does not fit what feeds it."""
+        if got != expected:
+            raise RecipeError(key, f"is {got}, but {why} has {expected} channels",
+                              hint=f"set {key}={expected}")
