@@ -1,1 +1,109 @@
-"""TODO"""
+"""Learning-rate schedules (``scheduler`` registry), stepped once after every training step.
+
+Each is built as ``build("scheduler", name, optimizer=opt, total_steps=N, **kwargs)`` and returns
+one of torch's own schedulers, so ``state_dict()``/``load_state_dict()`` resume it exactly. The
+official code counts epochs; ganzoo counts optimisation steps, so sizes are given in steps.
+"""
+from __future__ import annotations
+
+from torch.optim import Optimizer
+from torch.optim import lr_scheduler
+
+from ganzoo.errors import ComponentError
+from ganzoo.registry import register
+
+
+def _check_total_steps(name: str, total_steps: int) -> None:
+    if not isinstance(total_steps, int) or total_steps < 1:
+        raise ComponentError(f"scheduler {name!r}: total_steps must be a positive integer, got {total_steps!r}")
+
+
+class LinearDecayRule:
+    """LR factor: 1 for ``constant_steps`` steps, then falling linearly towards 0 over ``decay_steps``.
+
+    A class rather than a closure so that ``LambdaLR.state_dict()`` stores its settings.
+    """
+
+    def __init__(self, constant_steps: int, decay_steps: int) -> None:
+        self.constant_steps = constant_steps
+        self.decay_steps = decay_steps
+
+    def __call__(self, step_index: int) -> float:
+        # LambdaLR counts from 0; the official rule counts from 1 (its epoch_count), so the first
+        # ``constant_steps`` steps keep the full LR and the last one runs at 1/(decay_steps + 1).
+        step_number = step_index + 1
+        return 1.0 - max(0, step_number - self.constant_steps) / float(self.decay_steps + 1)
+
+
+@register("scheduler", "linear")
+def linear(optimizer: Optimizer, total_steps: int, decay_steps: int | None = None) -> lr_scheduler.LambdaLR:
+    """Constant LR, then linear decay towards zero over the last decay_steps (official default).
+
+    Args:
+        optimizer: the optimizer whose learning rate is scheduled.
+        total_steps: number of training steps of the whole run.
+        decay_steps: length of the decay at the end of the run; default: the second half
+            (the official ``niter`` = ``niter_decay``).
+    """
+    _check_total_steps("linear", total_steps)
+    if decay_steps is None:
+        decay_steps = total_steps // 2
+    if not isinstance(decay_steps, int) or not 0 <= decay_steps <= total_steps:
+        raise ComponentError(
+            f"scheduler 'linear': decay_steps must be an integer between 0 and total_steps={total_steps}, "
+            f"got {decay_steps!r}"
+        )
+    rule = LinearDecayRule(constant_steps=total_steps - decay_steps, decay_steps=decay_steps)
+    return lr_scheduler.LambdaLR(optimizer, lr_lambda=rule)
+
+
+@register("scheduler", "step")
+def step(optimizer: Optimizer, total_steps: int, step_size: int | None = None,
+         gamma: float = 0.1) -> lr_scheduler.StepLR:
+    """Multiply the LR by gamma every step_size steps.
+
+    Args:
+        optimizer: the optimizer whose learning rate is scheduled.
+        total_steps: number of training steps of the whole run.
+        step_size: steps between two decays; default: half the run.
+        gamma: multiplicative factor of each decay.
+    """
+    _check_total_steps("step", total_steps)
+    if step_size is None:
+        step_size = max(1, total_steps // 2)
+    if not isinstance(step_size, int) or step_size < 1:
+        raise ComponentError(f"scheduler 'step': step_size must be a positive integer, got {step_size!r}")
+    return lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+
+
+@register("scheduler", "plateau")
+def plateau(optimizer: Optimizer, total_steps: int, mode: str = "min", factor: float = 0.2,
+            threshold: float = 0.01, patience: int = 5) -> lr_scheduler.ReduceLROnPlateau:
+    """Divide the LR by 5 when a monitored metric stops improving; step it with the metric.
+
+    Args:
+        optimizer: the optimizer whose learning rate is scheduled.
+        total_steps: number of training steps of the whole run (unused; accepted for uniformity).
+        mode: ``"min"`` when a lower metric is better, ``"max"`` otherwise.
+        factor: multiplicative factor of each decay.
+        threshold: relative improvement that counts as progress.
+        patience: steps without progress before the LR is lowered.
+    """
+    _check_total_steps("plateau", total_steps)
+    if mode not in ("min", "max"):
+        raise ComponentError(f"scheduler 'plateau': mode must be 'min' or 'max', got {mode!r}")
+    return lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=factor, threshold=threshold,
+                                          patience=patience)
+
+
+@register("scheduler", "cosine")
+def cosine(optimizer: Optimizer, total_steps: int, eta_min: float = 0.0) -> lr_scheduler.CosineAnnealingLR:
+    """Cosine annealing from the initial LR to eta_min over the whole run.
+
+    Args:
+        optimizer: the optimizer whose learning rate is scheduled.
+        total_steps: number of training steps of the whole run (the cosine half-period).
+        eta_min: the final learning rate.
+    """
+    _check_total_steps("cosine", total_steps)
+    return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=eta_min)
