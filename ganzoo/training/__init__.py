@@ -1,1 +1,1 @@
-"""TODO"""
+"""Everything between a resolved recipe and a finished run: trainer, checkpoints, logging, devices."""

@@ -1,0 +1,234 @@
+"""BicycleGAN (Zhu et al., 2017): many right answers for one input.
+
+Two branches share one generator G(A, z):
+
+- **cVAE-GAN** (first half of the batch): B -> E -> z -> G(A, z) ~ B, trained with L1 to B, a KL
+  term pulling E's posterior to N(0, I), and GAN on discriminator D.
+- **cLR-GAN** (second half): z ~ N(0, I) -> G(A, z) -> E -> z', trained with GAN on D2 and the latent
+  L1 |z' - z|, which updates G only, never E.
+
+The official code applies the latent L1 with a second backward through G (``retain_graph``).
+Here it is folded into the one backward of the G/E step by evaluating E on G's output with
+*detached* parameters: gradients reach G through E's activations but never E's weights, exactly as
+in the two-pass formulation (``tests/test_models.py`` proves the gradients are equal).
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from ganzoo.errors import RecipeError
+from ganzoo.models.assembly import (
+    build_networks,
+    make_optimizer,
+    run_stacked,
+    set_requires_grad,
+)
+from ganzoo.models.base import ModelSpec, Option
+from ganzoo.registry import build, register
+from ganzoo.training.precision import Precision
+
+
+@register("model", "bicyclegan")
+class BicycleGAN(ModelSpec, nn.Module):
+    """BicycleGAN: cVAE-GAN + cLR-GAN with generator G, encoder E, discriminators D and D2."""
+
+    network_kinds: ClassVar[dict[str, str]] = {"G": "generator", "E": "encoder", "D": "discriminator",
+                                               "D2": "discriminator"}
+    options: ClassVar[dict[str, Option]] = {
+        "nz": Option(8, int, "length of the latent code z", minimum=1),
+        "use_same_D": Option(False, bool, "one discriminator for both branches (no D2)"),
+        "conditional_D": Option(False, bool, "discriminators see (A, B) pairs instead of B alone"),
+    }
+    loss_weights: ClassVar[dict[str, float]] = {"gan": 1.0, "gan2": 1.0, "l1": 10.0, "latent": 0.5, "kl": 0.01}
+    default_gan_loss: ClassVar[str] = "lsgan"
+
+    @classmethod
+    def required_networks(cls, model_cfg: dict[str, Any]) -> list[str]:
+        w = {**cls.loss_weights, **(model_cfg.get("losses") or {})}
+        names = ["G", "E"]
+        if w["gan"] > 0 or (w["gan2"] > 0 and model_cfg.get("use_same_D", False)):
+            names.append("D")
+        if w["gan2"] > 0 and not model_cfg.get("use_same_D", False):
+            names.append("D2")
+        return names
+
+    @classmethod
+    def derived_network_args(cls, model_cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        nz = model_cfg.get("nz", cls.options["nz"].default)
+        return {"G": {"nz": nz}, "E": {"nz": nz}}
+
+    @classmethod
+    def check_recipe(cls, recipe: dict[str, Any], networks: dict[str, nn.Module]) -> None:
+        model, train = recipe["model"], recipe["train"]
+        if train["batch_size"] % 2:
+            raise RecipeError("train.batch_size",
+                              f"is {train['batch_size']}, but BicycleGAN splits every batch into a cVAE-GAN half "
+                              "and a cLR-GAN half, so it must be even", hint="use 2 (the official setting) or 8")
+        G, E = networks["G"], networks["E"]
+        nz = model["nz"]
+        if G.nz != nz:
+            raise RecipeError("model.networks.G.nz", f"is {G.nz}, but model.nz is {nz}")
+        if E.nz != nz:
+            raise RecipeError("model.networks.E.nz", f"is {E.nz}, but model.nz is {nz}")
+        cls.expect_channels("model.networks.E.input_nc", E.input_nc, G.output_nc, "the generator's output (B)")
+        d_in = G.output_nc + (G.input_nc if model["conditional_D"] else 0)
+        for name in ("D", "D2"):
+            if name in networks:
+                cls.expect_channels(f"model.networks.{name}.input_nc", networks[name].input_nc, d_in,
+                                    "what it judges ((A, B) pairs)" if model["conditional_D"] else "B")
+        if model["losses"]["kl"] > 0 and not getattr(E, "vae", False):
+            raise RecipeError("model.losses.kl", "is positive, but the encoder is a point estimate (vae: false)",
+                              hint="set model.losses.kl=0 (cAE-GAN) or model.networks.E.vae=true")
+
+    def __init__(self, recipe: dict[str, Any], device: torch.device | str = "cpu") -> None:
+        super().__init__()
+        model = recipe["model"]
+        self.device = torch.device(device)
+        self.nz: int = model["nz"]
+        self.weights: dict[str, float] = {**self.loss_weights, **model.get("losses", {})}
+        self.use_same_D: bool = model.get("use_same_D", False)
+        self.conditional_D: bool = model.get("conditional_D", False)
+        self.networks = build_networks(model, self.required_networks(model), self.network_kinds).to(self.device)
+        self.criterion_gan = build("gan_loss", model.get("gan_loss", self.default_gan_loss)).to(self.device)
+        self.precision = Precision(recipe["train"].get("precision", "fp32"), self.device)
+        opt_cfg = recipe["train"]["optimizer"]
+        self.optimizers = {name: make_optimizer(net.parameters(), opt_cfg, self.device)
+                           for name, net in self.networks.items()}
+
+    def net(self, name: str) -> nn.Module | None:
+        return self.networks[name] if name in self.networks else None
+
+    # -- the pieces of a step -------------------------------------------------------------------
+    def _d_input(self, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+        return torch.cat([A, B], 1) if self.conditional_D else B
+
+    def _encode(self, B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        mu, logvar = self.networks["E"](B)
+        if logvar is None:  # point-estimate encoder (cAE-GAN)
+            return mu, mu, None
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return z, mu, logvar
+
+    def _encode_frozen(self, images: torch.Tensor) -> torch.Tensor:
+        """E's mean for ``images`` with E's weights treated as constants (gradients flow to the input only)."""
+        E = self.networks["E"]
+        frozen = {name: p.detach() for name, p in E.named_parameters()}
+        frozen.update(dict(E.named_buffers()))
+        mu, _ = functional_call(E, frozen, (images,))
+        return mu
+
+    def random_z(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.nz, device=self.device)
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One official BicycleGAN iteration: update G and E together, then D and D2."""
+        w = self.weights
+        A = batch["A"].to(self.device, non_blocking=True)
+        B = batch["B"].to(self.device, non_blocking=True)
+        half = A.shape[0] // 2
+        A_enc, B_enc, A_rand, B_rand = A[:half], B[:half], A[half:], B[half:]
+        G, D = self.networks["G"], self.net("D")
+        D2 = D if self.use_same_D else self.net("D2")
+        losses: dict[str, torch.Tensor] = {}
+        use_encoded = w["gan"] > 0 or w["l1"] > 0 or w["kl"] > 0
+
+        # ---- G and E: one forward, one backward -------------------------------------------------
+        set_requires_grad([D, D2], False)
+        for name in ("G", "E"):
+            self.optimizers[name].zero_grad(set_to_none=True)
+        with self.precision.autocast():
+            z_rand = self.random_z(half)
+            if use_encoded:
+                z_enc, mu, logvar = self._encode(B_enc)
+                fake_enc, fake_rand = run_stacked(G, (A_enc, z_enc), (A_enc, z_rand))
+            else:
+                mu = logvar = fake_enc = None
+                fake_rand = G(A_enc, z_rand)
+            total = fake_rand.new_zeros(())
+            if w["gan"] > 0:
+                losses["gan"] = self.criterion_gan(D(self._d_input(A_enc, fake_enc)), True, for_discriminator=False)
+                total = total + w["gan"] * losses["gan"]
+            if w["gan2"] > 0:
+                losses["gan2"] = self.criterion_gan(D2(self._d_input(A_enc, fake_rand)), True, for_discriminator=False)
+                total = total + w["gan2"] * losses["gan2"]
+            if w["l1"] > 0:
+                losses["l1"] = F.l1_loss(fake_enc.float(), B_enc.float())
+                total = total + w["l1"] * losses["l1"]
+            if w["kl"] > 0 and logvar is not None:
+                mu32, logvar32 = mu.float(), logvar.float()
+                losses["kl"] = -0.5 * torch.sum(1 + logvar32 - mu32.pow(2) - logvar32.exp())
+                total = total + w["kl"] * losses["kl"]
+            if w["latent"] > 0:
+                losses["latent"] = F.l1_loss(self._encode_frozen(fake_rand).float(), z_rand.float())
+                total = total + w["latent"] * losses["latent"]
+        self.precision.backward(total, "GE")
+        self.precision.step([self.optimizers["G"], self.optimizers["E"]], "GE")
+        losses["G_total"] = total
+
+        # ---- discriminators on the fakes of this step (detached), as the official code does ----
+        set_requires_grad([D, D2], True)
+        if w["gan"] > 0:
+            losses["D"] = self._update_discriminator(
+                "D", self._d_input(A_enc, fake_enc.detach()), self._d_input(A_enc, B_enc),
+                extra=(self._d_input(A_enc, fake_rand.detach()), self._d_input(A_rand, B_rand))
+                if self.use_same_D and w["gan2"] > 0 else None)
+        elif self.use_same_D and w["gan2"] > 0:
+            losses["D"] = self._update_discriminator(
+                "D", self._d_input(A_enc, fake_rand.detach()), self._d_input(A_rand, B_rand))
+        if w["gan2"] > 0 and not self.use_same_D:
+            losses["D2"] = self._update_discriminator(
+                "D2", self._d_input(A_enc, fake_rand.detach()), self._d_input(A_rand, B_rand))
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _update_discriminator(self, name: str, fake: torch.Tensor, real: torch.Tensor,
+                              extra: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        net, opt = self.networks[name], self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        with self.precision.autocast():
+            pairs = [(fake, real)] + ([extra] if extra is not None else [])
+            loss = fake.new_zeros((), dtype=torch.float32)
+            for f, r in pairs:
+                pred_fake, pred_real = run_stacked(net, f, r)
+                loss = loss + self.criterion_gan(pred_fake, False) + self.criterion_gan(pred_real, True)
+        self.precision.backward(loss, name)
+        self.precision.step([opt], name)
+        return loss
+
+    # -- inference ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, A: torch.Tensor, z: torch.Tensor | None = None, num_z: int = 1) -> torch.Tensor:
+        """``num_z`` outputs per input, shape (N, num_z, C, H, W); ``z`` (num_z, nz) is shared by all inputs."""
+        G = self.networks["G"]
+        A = A.to(self.device)
+        if z is None:
+            z = self.random_z(num_z)
+        z = z.to(self.device)
+        n, k = A.shape[0], z.shape[0]
+        out = G(A.repeat_interleave(k, 0), z.repeat(n, 1))
+        return out.view(n, k, *out.shape[1:])
+
+    @torch.no_grad()
+    def encode(self, B: torch.Tensor) -> torch.Tensor:
+        """E's mean code for target images B."""
+        mu, _ = self.networks["E"](B.to(self.device))
+        return mu
+
+    @torch.no_grad()
+    def visuals(self, batch: dict[str, torch.Tensor], z: torch.Tensor) -> list[torch.Tensor]:
+        """Rows of a sample grid: input, target, G(A, E(B)), then G(A, z_k) for each fixed z_k."""
+        A, B = batch["A"].to(self.device), batch["B"].to(self.device)
+        rows = [A, B, self.networks["G"](A, self.encode(B))]
+        samples = self.sample(A, z)
+        rows += [samples[:, k] for k in range(samples.shape[1])]
+        return rows
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"precision": self.precision.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.precision.load_state_dict(state.get("precision", {}))
