@@ -1,0 +1,33 @@
+"""Shared test fixtures: determinism, a small CPU thread count, and throwaway registrations."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import torch
+
+from ganzoo.registry import registry
+
+# The test machine has 2 cores; more threads only add contention between tiny ops.
+torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def temp_register() -> Iterator[Callable[..., Any]]:
+    """``temp_register(kind, name, factory, **kw)`` registers a component removed after the test."""
+    added: list[tuple[str, str]] = []
+
+    def add(kind: str, name: str, factory: Callable[..., Any], **kwargs: Any) -> Any:
+        entry = registry(kind).add(name, factory, **kwargs)
+        added.append((kind, name))
+        return entry
+
+    yield add
+    for kind, name in reversed(added):
+        registry(kind).remove(name)
