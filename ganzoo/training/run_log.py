@@ -1,0 +1,93 @@
+"""What a run shows while it trains: a rich progress bar, TensorBoard scalars and image grids."""
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torchvision.utils import make_grid, save_image
+
+from ganzoo.recipe import dump_recipe
+
+
+def _to_rgb(images: torch.Tensor) -> torch.Tensor:
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images[:, :3]
+
+
+def image_grid(rows: list[torch.Tensor]) -> torch.Tensor:
+    """One picture per input: each tensor in ``rows`` (N, C, H, W) becomes a column, in [0, 1]."""
+    columns = [_to_rgb(r.detach().float().cpu()) for r in rows]
+    stacked = torch.stack(columns, 1).flatten(0, 1)  # input-major: one grid row per input
+    grid = make_grid(stacked, nrow=len(columns), padding=2, pad_value=1.0, normalize=True, value_range=(-1, 1))
+    return grid
+
+
+class _Progress:
+    def __init__(self, progress: Progress | None, task: Any, start_step: int) -> None:
+        self.progress = progress
+        self.task = task
+        self.last_time = time.perf_counter()
+        self.last_step = start_step
+
+    def advance(self, step: int, losses: dict[str, torch.Tensor]) -> None:
+        if self.progress is None:
+            return
+        now = time.perf_counter()
+        # Reading loss values syncs the device: do it a few times a second, not every step.
+        if now - self.last_time < 0.5:
+            self.progress.update(self.task, completed=step)
+            return
+        rate = (step - self.last_step) / (now - self.last_time)
+        self.last_time, self.last_step = now, step
+        text = " ".join(f"{k}={float(v):.3f}" for k, v in losses.items() if k != "G_total")
+        self.progress.update(self.task, completed=step, losses=f"{rate:.2f} it/s {text}")
+
+
+class RunLog:
+    """TensorBoard writer (OUT/logs), sample grids (OUT/samples) and the progress bar of one run."""
+
+    def __init__(self, out_dir: Path, recipe: dict[str, Any], enabled: bool = True) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.out_dir = Path(out_dir)
+        self.samples_dir = self.out_dir / "samples"
+        self.samples_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = SummaryWriter(log_dir=str(self.out_dir / "logs")) if enabled else None
+        if self.writer is not None:
+            self.writer.add_text("recipe", "```yaml\n" + dump_recipe(recipe) + "\n```", 0)
+
+    @contextlib.contextmanager
+    def progress(self, total: int, start: int, enabled: bool = True) -> Iterator[_Progress]:
+        if not enabled:
+            yield _Progress(None, None, start)
+            return
+        columns = [TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), TextColumn("{task.fields[losses]}")]
+        with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+            task = progress.add_task("train", total=total, completed=start, losses="")
+            yield _Progress(progress, task, start)
+
+    def scalars(self, step: int, losses: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer]) -> None:
+        if self.writer is None:
+            return
+        for name, value in losses.items():
+            self.writer.add_scalar(f"loss/{name}", float(value), step)
+        for name, opt in optimizers.items():
+            self.writer.add_scalar(f"lr/{name}", opt.param_groups[0]["lr"], step)
+
+    def sample_grid(self, step: int, rows: list[torch.Tensor]) -> Path:
+        grid = image_grid(rows)
+        path = self.samples_dir / f"step_{step:08d}.png"
+        save_image(grid, path)
+        if self.writer is not None:
+            self.writer.add_image("samples", grid, step)
+        return path
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

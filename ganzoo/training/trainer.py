@@ -1,0 +1,284 @@
+"""The Trainer: a resolved recipe in, a run folder out (samples, logs, checkpoints), resumable.
+
+Run folder layout::
+
+    OUT/recipe.yaml          the fully resolved recipe
+    OUT/checkpoints/         step_N.pt (last K kept) and latest.pt
+    OUT/samples/             image grids, step_N.png
+    OUT/logs/                TensorBoard event files (scalars, image grids, the recipe as text)
+    OUT/summary.json         final step, losses and timing
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from torch.utils.data import DataLoader
+
+from ganzoo.errors import CheckpointError, DataError, GanzooError, RecipeError
+from ganzoo.registry import build, get_component
+from ganzoo.training.checkpoint import CheckpointDir, load_network_state
+from ganzoo.training.device import resolve_device
+from ganzoo.training.rng import rng_state, seed_everything, set_rng_state
+from ganzoo.training.run_log import RunLog
+from ganzoo.training.sampler import ResumableBatchSampler
+
+
+class TrainingInterrupted(GanzooError):
+    """Training stopped on a signal after writing a checkpoint."""
+
+    exit_code = 130
+
+
+class NonFiniteLoss(GanzooError):
+    """A loss became NaN or infinite."""
+
+    exit_code = 3
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or resumed-and-finished) run reports."""
+
+    out_dir: Path
+    step: int
+    total_steps: int
+    losses: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def dataset_kwargs(recipe: dict[str, Any], split: str) -> dict[str, Any]:
+    """The dataset constructor arguments a recipe's ``data`` section gives for ``split``."""
+    data = recipe["data"]
+    entry = get_component("dataset", data["dataset"])
+    accepted = set(entry.signature().parameters)
+    kwargs = {k: v for k, v in data.items() if k in accepted}
+    kwargs.update(split=split, seed=recipe["train"]["seed"])
+    if split != "train":
+        kwargs["flip"] = False
+    return kwargs
+
+
+def make_dataset(recipe: dict[str, Any], split: str = "train") -> Any:
+    """Build the recipe's dataset for ``split``, generating the shapes world first when asked to."""
+    data = recipe["data"]
+    if data.get("shapes"):
+        from ganzoo.data.shapes import ensure_shapes
+
+        ensure_shapes(data["root"], **data["shapes"])
+    return build("dataset", data["dataset"], **dataset_kwargs(recipe, split))
+
+
+def schedule_lengths(recipe: dict[str, Any], steps_per_epoch: int) -> tuple[int, int]:
+    """(total steps, steps of LR decay): from ``train.max_steps`` when set, else from the epochs."""
+    train = recipe["train"]
+    epochs, decay = int(train["epochs"]), int(train["epochs_decay"])
+    if train.get("max_steps"):
+        total = int(train["max_steps"])
+        return total, round(total * decay / (epochs + decay)) if epochs + decay > 0 else 0
+    return (epochs + decay) * steps_per_epoch, decay * steps_per_epoch
+
+
+class Trainer:
+    """Assembles model, data, schedules and logging from a resolved recipe and runs the loop."""
+
+    def __init__(self, recipe: dict[str, Any], out_dir: str | os.PathLike[str], *, resume: bool = False,
+                 show_progress: bool = True, console: Console | None = None) -> None:
+        self.recipe = recipe
+        self.out_dir = Path(out_dir)
+        self.resume = resume
+        self.show_progress = show_progress
+        self.console = console or Console(stderr=True)
+        train, log = recipe["train"], recipe["log"]
+        self.checkpoints = CheckpointDir(self.out_dir / "checkpoints", keep_last=int(log.get("keep_last", 3)))
+        self._check_out_dir()
+        self.device = resolve_device(train["device"])
+        seed_everything(int(train["seed"]))
+        self.dataset = make_dataset(recipe, "train")
+        self.batch_size = int(train["batch_size"])
+        if len(self.dataset) < self.batch_size:
+            raise DataError(f"{recipe['data']['root']}: the training split has {len(self.dataset)} image(s), "
+                            f"fewer than train.batch_size={self.batch_size}")
+        self.sampler = ResumableBatchSampler(len(self.dataset), self.batch_size, seed=int(train["seed"]))
+        self.steps_per_epoch = len(self.sampler)
+        self.total_steps, self.decay_steps = schedule_lengths(recipe, self.steps_per_epoch)
+        workers = int(recipe["data"].get("workers", 0))
+        # The loader's own generator keeps its per-epoch seed draw out of the global RNG stream,
+        # which a resumed run must replay exactly.
+        self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=workers,
+                                 pin_memory=self.device.type == "cuda", generator=torch.Generator())
+        model_cls = get_component("model", recipe["model"]["type"]).factory
+        self.model = model_cls(recipe, self.device)
+        if train.get("channels_last"):
+            self.model.networks.to(memory_format=torch.channels_last)
+        self.schedulers = {name: self._make_scheduler(opt) for name, opt in self.model.optimizers.items()}
+        self.step = 0
+        self._stop_signal: int | None = None
+        self._sample_batch, self._sample_z = self._fixed_samples()
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _check_out_dir(self) -> None:
+        has_run = self.checkpoints.latest.exists() or bool(self.checkpoints.step_files())
+        if has_run and not self.resume:
+            raise GanzooError(f"{self.out_dir} already holds a run (checkpoints found); nothing was changed",
+                              hint=f"continue it with `ganzoo train --resume {self.out_dir}` or pick another --out")
+        if self.resume and not has_run:
+            raise CheckpointError(f"{self.out_dir} has no checkpoints to resume from")
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.out_dir / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise GanzooError(f"cannot write to the output folder {self.out_dir}: {exc.strerror or exc}") from None
+
+    def _make_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        spec = dict(self.recipe["train"].get("scheduler") or {"type": "linear"})
+        kind = spec.pop("type")
+        if kind == "linear":
+            spec.setdefault("decay_steps", self.decay_steps)
+        return build("scheduler", kind, optimizer=optimizer, total_steps=max(1, self.total_steps), **spec)
+
+    def _fixed_samples(self) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """A fixed handful of inputs (val split when there is one) and fixed z's for sample grids."""
+        try:
+            source = make_dataset(self.recipe, "val")
+        except (DataError, RecipeError):
+            source = self.dataset
+        n = min(4, len(source))
+        items = [source[i] for i in range(n)]
+        batch = {k: torch.stack([it[k] for it in items]) for k in ("A", "B")}
+        nz = int(self.recipe["model"].get("nz", 0) or 0)
+        z = torch.randn(4, nz, generator=torch.Generator().manual_seed(1234)) if nz else None
+        return batch, z
+
+    # -- state -------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "recipe": self.recipe,
+            "networks": {name: net.state_dict() for name, net in self.model.networks.items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self.model.optimizers.items()},
+            "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
+            "model_state": self.model.extra_state(),
+            "rng": rng_state(),
+        }
+
+    def load_state(self, payload: dict[str, Any], source: str) -> None:
+        for name, net in self.model.networks.items():
+            if name not in payload["networks"]:
+                raise CheckpointError(f"{source} has no network {name} (it has {', '.join(payload['networks'])})")
+            load_network_state(name, net, payload["networks"][name], source)
+        for name, opt in self.model.optimizers.items():
+            opt.load_state_dict(payload["optimizers"][name])
+        for name, sched in self.schedulers.items():
+            sched.load_state_dict(payload["schedulers"][name])
+        self.model.load_extra_state(payload.get("model_state", {}))
+        set_rng_state(payload["rng"])
+        self.step = int(payload["step"])
+
+    def save_checkpoint(self, milestone: bool = False) -> Path:
+        return self.checkpoints.save(self.state(), self.step, milestone=milestone)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        if self._stop_signal is not None:  # a second Ctrl-C: stop now, the last checkpoint stays
+            raise KeyboardInterrupt
+        self._stop_signal = signum
+        self.console.print(f"[yellow]{signal.Signals(signum).name}: finishing this step, then writing a checkpoint[/]")
+
+    def _step_schedulers(self, losses: dict[str, torch.Tensor]) -> None:
+        for sched in self.schedulers.values():
+            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sched.step(float(losses.get("G_total", 0.0)))
+            else:
+                sched.step()
+
+    def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
+        values = torch.stack([v.float().reshape(()) for v in losses.values()])
+        if bool(torch.isfinite(values).all()):
+            return
+        bad = [k for k, v in losses.items() if not math.isfinite(float(v))]
+        raise NonFiniteLoss(
+            f"loss {', '.join(bad)} became non-finite at step {self.step + 1}; training stopped and the last "
+            f"checkpoint in {self.checkpoints.root} is untouched",
+            hint="lower train.optimizer.lr, use train.precision=fp32, or resume from the last checkpoint")
+
+    def run(self) -> TrainResult:
+        """Train to ``total_steps`` (resuming first when asked), then write a final checkpoint."""
+        from ganzoo.recipe import dump_recipe
+
+        if self.resume:
+            payload, path = self.checkpoints.load_latest()
+            self.load_state(payload, str(path))
+            self.console.print(f"resumed from {path} at step {self.step}/{self.total_steps}")
+        else:
+            (self.out_dir / "recipe.yaml").write_text(dump_recipe(self.recipe))
+        log = self.recipe["log"]
+        run_log = RunLog(self.out_dir, self.recipe, enabled=True)
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = {}
+        if in_main_thread:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, self._request_stop)
+        started = time.perf_counter()
+        start_step = self.step
+        last_losses: dict[str, torch.Tensor] = {}
+        try:
+            with run_log.progress(self.total_steps, self.step, enabled=self.show_progress) as progress:
+                while self.step < self.total_steps:
+                    epoch, position = divmod(self.step, self.steps_per_epoch)
+                    if hasattr(self.dataset, "set_epoch"):
+                        self.dataset.set_epoch(epoch)
+                    self.sampler.set_position(epoch, position)
+                    for batch in self.loader:
+                        self.model.train()
+                        last_losses = self.model.train_step(batch)
+                        self._check_finite(last_losses)
+                        self._step_schedulers(last_losses)
+                        self.step += 1
+                        progress.advance(self.step, last_losses)
+                        if self.step % int(log["every"]) == 0 or self.step == self.total_steps:
+                            run_log.scalars(self.step, last_losses, self.model.optimizers)
+                        if self.step % int(log["samples_every"]) == 0 or self.step == self.total_steps:
+                            self.write_samples(run_log)
+                        if self.step % int(log["checkpoint_every"]) == 0 and self.step < self.total_steps:
+                            self.save_checkpoint()
+                        if self._stop_signal is not None:
+                            path = self.save_checkpoint()
+                            raise TrainingInterrupted(
+                                f"stopped at step {self.step}/{self.total_steps}; checkpoint written to {path}",
+                                hint=f"resume with: ganzoo train --resume {self.out_dir}")
+                        if self.step >= self.total_steps:
+                            break
+            self.save_checkpoint(milestone=True)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            run_log.close()
+        seconds = time.perf_counter() - started
+        result = TrainResult(self.out_dir, self.step, self.total_steps,
+                             {k: float(v) for k, v in last_losses.items()}, seconds)
+        summary = {"step": result.step, "total_steps": result.total_steps, "losses": result.losses,
+                   "seconds": round(seconds, 3), "steps_this_session": self.step - start_step,
+                   "device": str(self.device)}
+        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return result
+
+    @torch.no_grad()
+    def write_samples(self, run_log: RunLog) -> Path:
+        self.model.eval()
+        # pix2pix evaluates in train mode in the official code (dropout as noise); samples here are
+        # taken in eval mode for stable grids, except that batch norm keeps running statistics.
+        rows = self.model.visuals(self._sample_batch, self._sample_z)
+        self.model.train()
+        return run_log.sample_grid(self.step, rows)
