@@ -1,0 +1,113 @@
+"""Plain convolutional encoder (BicycleGAN's ``conv_128`` / ``conv_256``) and the latent head shared by encoders.
+
+An encoder maps an image to the mean and log-variance of a Gaussian over the latent code ``z``
+(``vae=True``, as in cVAE-GAN) or to a point estimate of ``z`` (``vae=False``, logvar ``None``).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ganzoo.errors import ComponentError
+from ganzoo.layers import activation, norm_layer
+from ganzoo.registry import register, register_preset
+
+
+def check_encoder_input(net: nn.Module, x: torch.Tensor, min_size: int) -> None:
+    """Raise a ComponentError when ``x`` is not an image batch ``net`` can encode."""
+    name = type(net).__name__
+    if x.dim() != 4:
+        raise ComponentError(f"{name} expects a batch of images [N, C, H, W], got a tensor of shape {tuple(x.shape)}")
+    if x.shape[1] != net.input_nc:
+        raise ComponentError(
+            f"{name} was built with input_nc={net.input_nc} but got {x.shape[1]} channels",
+            hint=f"set the encoder's input_nc to {x.shape[1]}",
+        )
+    height, width = x.shape[-2:]
+    if height < min_size or width < min_size:
+        raise ComponentError(
+            f"{name} needs images of at least {min_size}x{min_size} pixels (its last feature map must not vanish), "
+            f"got {height}x{width}",
+            hint="use a larger crop size or an encoder with fewer downsamplings",
+        )
+
+
+class LatentHead(nn.Module):
+    """Global average pooling then linear maps to the latent mean and (for a VAE) log-variance.
+
+    The official encoders end with a fixed ``AvgPool2d(8)``, which only fits 128 and 256 px
+    inputs; averaging to 1x1 has the same parameters and result there and works at any size.
+    """
+
+    def __init__(self, in_features: int, nz: int, vae: bool) -> None:
+        super().__init__()
+        self.fc_mu = nn.Linear(in_features, nz)
+        self.fc_logvar = nn.Linear(in_features, nz) if vae else None
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if features.dim() == 4:
+            features = F.adaptive_avg_pool2d(features, 1).flatten(1)
+        mu = self.fc_mu(features)
+        logvar = self.fc_logvar(features) if self.fc_logvar is not None else None
+        return mu, logvar
+
+
+def check_positive(owner: str, **values: int) -> None:
+    """Raise a ComponentError naming the first argument that is not a positive integer."""
+    for key, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ComponentError(f"{owner}: {key} must be a positive integer, got {value!r}")
+
+
+@register("encoder", "conv")
+class ConvEncoder(nn.Module):
+    """Strided-conv encoder (BicycleGAN E_NLayers): n_layers stride-2 convs, pooled to mu/logvar.
+
+    Args:
+        input_nc: channels of the encoded image.
+        nz: size of the latent code.
+        nef: filters of the first conv; later convs double it, up to 4x.
+        n_layers: number of stride-2 convs; the input side must be a multiple of ``2**(n_layers + 1)``
+            so the last normalised map is at least 2x2.
+        norm: registered norm name, applied after every conv but the first.
+        nl: registered activation name.
+        vae: predict a log-variance too (``False``: a point estimate, logvar ``None``).
+    """
+
+    def __init__(self, input_nc: int = 3, nz: int = 8, nef: int = 64, n_layers: int = 3,
+                 norm: str = "instance", nl: str = "lrelu", vae: bool = True) -> None:
+        super().__init__()
+        check_positive("encoder 'conv'", input_nc=input_nc, nz=nz, nef=nef, n_layers=n_layers)
+        self.input_nc = input_nc
+        self.nz = nz
+        self.vae = vae
+        # The last norm needs at least a 2x2 map: instance norm of a 1x1 map is undefined (and would
+        # erase the code), so the input side must reach 2**(n_layers + 1), one halving more than it takes.
+        self.size_multiple = 2 ** (n_layers + 1) if n_layers > 1 else 2
+        norm_class = norm_layer(norm)
+
+        # The official encoder keeps conv biases whatever the norm, so we do too (same parameters).
+        layers: list[nn.Module] = [nn.Conv2d(input_nc, nef, kernel_size=4, stride=2, padding=1), activation(nl)]
+        channels = nef
+        for n in range(1, n_layers):
+            out_channels = nef * min(2**n, 4)
+            layers += [
+                nn.Conv2d(channels, out_channels, kernel_size=4, stride=2, padding=1),
+                norm_class(out_channels),
+                activation(nl),
+            ]
+            channels = out_channels
+        self.features = nn.Sequential(*layers)
+        self.head = LatentHead(channels, nz, vae)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encode ``x`` [N, input_nc, H, W] to ``(mu, logvar)``, each [N, nz] (logvar None if not vae)."""
+        check_encoder_input(self, x, self.size_multiple)
+        return self.head(self.features(x))
+
+
+register_preset("encoder", "conv_128", ConvEncoder, fixed={"n_layers": 4},
+                description="Strided-conv encoder for 128 px images (4 stride-2 convs, BicycleGAN conv_128).")
+register_preset("encoder", "conv_256", ConvEncoder, fixed={"n_layers": 5},
+                description="Strided-conv encoder for 256 px images (5 stride-2 convs, BicycleGAN conv_256).")
