@@ -1,0 +1,198 @@
+"""Preprocessing: how a PIL image becomes a network tensor, and the seeded randomness behind it.
+
+The preprocess modes are the official ones (``--preprocess`` of pytorch-CycleGAN-and-pix2pix):
+
+- ``resize_and_crop``: resize to ``load_size`` x ``load_size``, random ``crop_size`` crop;
+- ``crop``: random ``crop_size`` crop of the image as it is;
+- ``scale_width``: width becomes ``load_size``, height keeps the aspect ratio (at least ``crop_size``);
+- ``scale_width_and_crop``: ``scale_width``, then a random ``crop_size`` crop;
+- ``none``: only round height and width to multiples of 4 (the networks downsample by 2s).
+
+A horizontal flip with probability 1/2 follows unless ``flip=False``. The crop offset and the flip
+are drawn from a ``torch.Generator`` seeded by ``(seed, epoch, index)`` (:func:`item_generator`),
+never from global random state, so an item is the same whichever DataLoader worker loads it and a
+resumed run sees exactly the data the interrupted one would have seen.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from ganzoo.data.images import to_channels
+from ganzoo.errors import DataError, did_you_mean
+
+PREPROCESS_MODES: tuple[str, ...] = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+DIRECTIONS: tuple[str, ...] = ("AtoB", "BtoA")
+
+# The networks downsample by powers of two; "none" still rounds sizes to this multiple, as the official code does.
+SIZE_MULTIPLE_FOR_NONE = 4
+
+
+def _tv_functional() -> Any:
+    # torchvision costs about a second to import; pay it only when images are actually transformed.
+    import torchvision.transforms.v2.functional as tv_functional
+
+    return tv_functional
+
+
+def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """A torch.Generator whose state depends only on ``(seed, epoch, index)``.
+
+    The three numbers are hashed rather than added, so neighbouring items and epochs get
+    unrelated streams.
+    """
+    digest = hashlib.blake2b(f"{seed}/{epoch}/{index}".encode(), digest_size=8).digest()
+    generator = torch.Generator()
+    generator.manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
+    return generator
+
+
+def random_int(generator: torch.Generator, high: int) -> int:
+    """A uniform integer in ``[0, high]`` (inclusive) drawn from ``generator``."""
+    return int(torch.randint(0, high + 1, (1,), generator=generator))
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """The random choices for one item: the crop's top-left corner (in the resized image) and the flip."""
+
+    crop_x: int
+    crop_y: int
+    flip: bool
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """One preprocess mode with its sizes; samples an :class:`Augmentation` and applies it to PIL images."""
+
+    mode: str = "resize_and_crop"
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in PREPROCESS_MODES:
+            raise DataError(f"data.preprocess: unknown mode {self.mode!r}; choose one of {', '.join(PREPROCESS_MODES)}",
+                            hint=did_you_mean(str(self.mode), PREPROCESS_MODES))
+        for key in ("load_size", "crop_size"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DataError(f"data.{key}: expected a positive integer, got {value!r}")
+        if self.mode in ("resize_and_crop", "scale_width_and_crop") and self.load_size < self.crop_size:
+            raise DataError(
+                f"data.load_size ({self.load_size}) is smaller than data.crop_size ({self.crop_size}); "
+                f"preprocess {self.mode!r} resizes to load_size and then crops crop_size from it",
+                hint=f"set data.load_size >= {self.crop_size}, or lower data.crop_size",
+            )
+
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """The (width, height) an image of this size has after the resize step (before cropping)."""
+        if self.mode == "resize_and_crop":
+            return self.load_size, self.load_size
+        if self.mode in ("scale_width", "scale_width_and_crop"):
+            if width == self.load_size and height >= self.crop_size:
+                return width, height
+            return self.load_size, int(max(self.load_size * height / width, self.crop_size))
+        if self.mode == "none":
+            m = SIZE_MULTIPLE_FOR_NONE
+            return max(m, int(round(width / m) * m)), max(m, int(round(height / m) * m))
+        return width, height
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """The (width, height) of the final image for an input of this size."""
+        if "crop" in self.mode:
+            return self.crop_size, self.crop_size
+        return self.resized_size(width, height)
+
+    def sample(self, width: int, height: int, generator: torch.Generator) -> Augmentation:
+        """Draw the crop corner and the flip for an image of this size.
+
+        Three numbers are always drawn, whatever the mode, so the stream stays aligned between modes.
+        """
+        resized_w, resized_h = self.resized_size(width, height)
+        x = random_int(generator, max(0, resized_w - self.crop_size))
+        y = random_int(generator, max(0, resized_h - self.crop_size))
+        flip = bool(torch.rand((), generator=generator) < 0.5)
+        return Augmentation(x, y, flip)
+
+    def apply(self, image: Image.Image, augmentation: Augmentation, *, path: Path | str = "<image>") -> Image.Image:
+        """Resize, crop and flip ``image`` as this mode and ``augmentation`` say (``path`` names it in errors)."""
+        tv = _tv_functional()
+        width, height = image.size
+        resized_w, resized_h = self.resized_size(width, height)
+        if (resized_w, resized_h) != (width, height):
+            image = tv.resize(image, [resized_h, resized_w], interpolation=tv.InterpolationMode.BICUBIC)
+        if "crop" in self.mode:
+            if resized_w < self.crop_size or resized_h < self.crop_size:
+                raise DataError(
+                    f"{path} is {width}x{height}, smaller than data.crop_size {self.crop_size} "
+                    f"(preprocess {self.mode!r} crops without resizing first)",
+                    hint="use preprocess 'resize_and_crop' or a smaller data.crop_size",
+                )
+            x = min(augmentation.crop_x, resized_w - self.crop_size)
+            y = min(augmentation.crop_y, resized_h - self.crop_size)
+            image = tv.crop(image, y, x, self.crop_size, self.crop_size)
+        if self.flip and augmentation.flip:
+            image = tv.horizontal_flip(image)
+        return image
+
+
+def to_tensor(image: Image.Image, channels: int) -> torch.Tensor:
+    """A PIL image as a float tensor ``(channels, H, W)`` scaled to [-1, 1]."""
+    tv = _tv_functional()
+    image = to_channels(image, channels)
+    tensor = tv.to_dtype(tv.pil_to_tensor(image), torch.float32, scale=True)
+    return tensor.mul_(2.0).sub_(1.0)
+
+
+class PreprocessedDataset(Dataset):
+    """Base of the built-in datasets: checks the shared arguments and holds the per-item randomness.
+
+    Subclasses list their files in ``__init__`` and build items in ``__getitem__`` using
+    :meth:`generator` for every random choice.
+    """
+
+    def __init__(self, root: str | Path, split: str | None, direction: str, load_size: int, crop_size: int,
+                 preprocess: str, flip: bool, input_nc: int, output_nc: int, seed: int,
+                 max_items: int | None) -> None:
+        super().__init__()
+        if direction not in DIRECTIONS:
+            raise DataError(f"data.direction: expected 'AtoB' or 'BtoA', got {direction!r}",
+                            hint=did_you_mean(str(direction), DIRECTIONS))
+        for key, value in (("input_nc", input_nc), ("output_nc", output_nc)):
+            if value not in (1, 3) or isinstance(value, bool):
+                raise DataError(f"data.{key}: images load with 1 (grayscale) or 3 (RGB) channels, got {value!r}")
+        if max_items is not None and (isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1):
+            raise DataError(f"data.max_items: expected a positive integer or null, got {max_items!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise DataError(f"data.seed: expected an integer, got {seed!r}")
+        self.root = Path(root).expanduser()
+        self.split = split
+        self.direction = direction
+        self.input_nc = input_nc
+        self.output_nc = output_nc
+        self.seed = seed
+        self.max_items = max_items
+        self.preprocess = Preprocess(preprocess, load_size, crop_size, bool(flip))
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose random crops/flips/pairings the next items use.
+
+        Call it before creating the DataLoader iterator of that epoch (worker processes copy the
+        dataset when the iterator starts).
+        """
+        self.epoch = int(epoch)
+
+    def generator(self, index: int) -> torch.Generator:
+        """The random stream of item ``index`` in the current epoch."""
+        return item_generator(self.seed, self.epoch, index)
+
+    def __len__(self) -> int:
+        raise NotImplementedError
