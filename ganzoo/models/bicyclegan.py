@@ -125,6 +125,44 @@ class BicycleGAN(ModelSpec, nn.Module):
     def random_z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.nz, device=self.device)
 
+    def generator_objective(self, A_enc: torch.Tensor, B_enc: torch.Tensor
+                            ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None, torch.Tensor]:
+        """The weighted G/E loss of both branches, ready for ONE backward pass.
+
+        Returns (total, unweighted terms, G(A, E(B)) or None, G(A, z)). The cLR-GAN half reuses the
+        cVAE-GAN inputs A, as the official code does; its real images are the other half of the batch.
+        """
+        w = self.weights
+        G, D = self.networks["G"], self.net("D")
+        D2 = D if self.use_same_D else self.net("D2")
+        half = A_enc.shape[0]
+        losses: dict[str, torch.Tensor] = {}
+        z_rand = self.random_z(half)
+        if w["gan"] > 0 or w["l1"] > 0 or w["kl"] > 0:
+            z_enc, mu, logvar = self._encode(B_enc)
+            fake_enc, fake_rand = run_stacked(G, (A_enc, z_enc), (A_enc, z_rand))
+        else:
+            mu = logvar = fake_enc = None
+            fake_rand = G(A_enc, z_rand)
+        total = fake_rand.new_zeros((), dtype=torch.float32)
+        if w["gan"] > 0:
+            losses["gan"] = self.criterion_gan(D(self._d_input(A_enc, fake_enc)), True, for_discriminator=False)
+            total = total + w["gan"] * losses["gan"]
+        if w["gan2"] > 0:
+            losses["gan2"] = self.criterion_gan(D2(self._d_input(A_enc, fake_rand)), True, for_discriminator=False)
+            total = total + w["gan2"] * losses["gan2"]
+        if w["l1"] > 0:
+            losses["l1"] = F.l1_loss(fake_enc.float(), B_enc.float())
+            total = total + w["l1"] * losses["l1"]
+        if w["kl"] > 0 and logvar is not None:
+            mu32, logvar32 = mu.float(), logvar.float()
+            losses["kl"] = -0.5 * torch.sum(1 + logvar32 - mu32.pow(2) - logvar32.exp())
+            total = total + w["kl"] * losses["kl"]
+        if w["latent"] > 0:
+            losses["latent"] = F.l1_loss(self._encode_frozen(fake_rand).float(), z_rand.float())
+            total = total + w["latent"] * losses["latent"]
+        return total, losses, fake_enc, fake_rand
+
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One official BicycleGAN iteration: update G and E together, then D and D2."""
         w = self.weights
@@ -132,40 +170,15 @@ class BicycleGAN(ModelSpec, nn.Module):
         B = batch["B"].to(self.device, non_blocking=True)
         half = A.shape[0] // 2
         A_enc, B_enc, A_rand, B_rand = A[:half], B[:half], A[half:], B[half:]
-        G, D = self.networks["G"], self.net("D")
+        D = self.net("D")
         D2 = D if self.use_same_D else self.net("D2")
-        losses: dict[str, torch.Tensor] = {}
-        use_encoded = w["gan"] > 0 or w["l1"] > 0 or w["kl"] > 0
 
         # ---- G and E: one forward, one backward -------------------------------------------------
         set_requires_grad([D, D2], False)
         for name in ("G", "E"):
             self.optimizers[name].zero_grad(set_to_none=True)
         with self.precision.autocast():
-            z_rand = self.random_z(half)
-            if use_encoded:
-                z_enc, mu, logvar = self._encode(B_enc)
-                fake_enc, fake_rand = run_stacked(G, (A_enc, z_enc), (A_enc, z_rand))
-            else:
-                mu = logvar = fake_enc = None
-                fake_rand = G(A_enc, z_rand)
-            total = fake_rand.new_zeros(())
-            if w["gan"] > 0:
-                losses["gan"] = self.criterion_gan(D(self._d_input(A_enc, fake_enc)), True, for_discriminator=False)
-                total = total + w["gan"] * losses["gan"]
-            if w["gan2"] > 0:
-                losses["gan2"] = self.criterion_gan(D2(self._d_input(A_enc, fake_rand)), True, for_discriminator=False)
-                total = total + w["gan2"] * losses["gan2"]
-            if w["l1"] > 0:
-                losses["l1"] = F.l1_loss(fake_enc.float(), B_enc.float())
-                total = total + w["l1"] * losses["l1"]
-            if w["kl"] > 0 and logvar is not None:
-                mu32, logvar32 = mu.float(), logvar.float()
-                losses["kl"] = -0.5 * torch.sum(1 + logvar32 - mu32.pow(2) - logvar32.exp())
-                total = total + w["kl"] * losses["kl"]
-            if w["latent"] > 0:
-                losses["latent"] = F.l1_loss(self._encode_frozen(fake_rand).float(), z_rand.float())
-                total = total + w["latent"] * losses["latent"]
+            total, losses, fake_enc, fake_rand = self.generator_objective(A_enc, B_enc)
         self.precision.backward(total, "GE")
         self.precision.step([self.optimizers["G"], self.optimizers["E"]], "GE")
         losses["G_total"] = total

@@ -1,0 +1,205 @@
+"""Each model's training step on tiny 32-px batches, and BicycleGAN's one-backward latent L1."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ganzoo.models import BicycleGAN, CycleGAN, Pix2Pix
+from ganzoo.models.assembly import set_requires_grad
+
+SIZE = 32
+
+
+def _train(**overrides: Any) -> dict[str, Any]:
+    return {"batch_size": 4, "optimizer": {"type": "adam", "lr": 2e-4, "betas": [0.5, 0.999]},
+            "precision": "fp32", "seed": 0, **overrides}
+
+
+def bicyclegan_recipe(norm: str = "instance", dropout: bool = False, **model: Any) -> dict[str, Any]:
+    nets = {
+        "G": {"type": "unet", "num_downs": 5, "input_nc": 1, "output_nc": 3, "nz": 4, "ngf": 8, "norm": norm,
+              "use_dropout": dropout, "inject": "all"},
+        "E": {"type": "resnet_128", "input_nc": 3, "nz": 4, "nef": 8, "norm": norm, "vae": True},
+        "D": {"type": "basic_128_multi", "input_nc": 3, "ndf": 8, "norm": norm, "num_D": 2},
+        "D2": {"type": "basic_128_multi", "input_nc": 3, "ndf": 8, "norm": norm, "num_D": 2},
+    }
+    cfg = {"type": "bicyclegan", "nz": 4, "networks": nets, "init": {"type": "xavier", "gain": 0.02},
+           "gan_loss": "lsgan", "losses": dict(BicycleGAN.loss_weights), "use_same_D": False,
+           "conditional_D": False}
+    for key, value in model.items():
+        if key == "losses":
+            cfg["losses"].update(value)
+        else:
+            cfg[key] = value
+    return {"model": cfg, "train": _train()}
+
+
+def pix2pix_recipe() -> dict[str, Any]:
+    nets = {"G": {"type": "unet", "num_downs": 5, "input_nc": 3, "output_nc": 3, "ngf": 8, "norm": "batch",
+                  "use_dropout": True},
+            "D": {"type": "basic", "input_nc": 6, "ndf": 8, "norm": "batch"}}
+    return {"model": {"type": "pix2pix", "networks": nets, "init": {"type": "normal", "gain": 0.02},
+                      "gan_loss": "vanilla", "losses": {"gan": 1.0, "l1": 100.0}},
+            "train": _train(batch_size=2)}
+
+
+def cyclegan_recipe(pool_size: int = 50) -> dict[str, Any]:
+    g = {"type": "resnet_6blocks", "input_nc": 3, "output_nc": 3, "ngf": 8, "norm": "instance"}
+    d = {"type": "basic", "input_nc": 3, "ndf": 8, "norm": "instance"}
+    return {"model": {"type": "cyclegan", "networks": {"G_A": g, "G_B": dict(g), "D_A": d, "D_B": dict(d)},
+                      "init": {"type": "normal", "gain": 0.02}, "gan_loss": "lsgan",
+                      "losses": dict(CycleGAN.loss_weights), "pool_size": pool_size},
+            "train": _train(batch_size=2)}
+
+
+def batch(n: int, a_nc: int = 1, b_nc: int = 3) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(42)
+    return {"A": torch.rand(n, a_nc, SIZE, SIZE, generator=g) * 2 - 1,
+            "B": torch.rand(n, b_nc, SIZE, SIZE, generator=g) * 2 - 1}
+
+
+def snapshot(model: torch.nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+    return {name: {k: v.detach().clone() for k, v in net.state_dict().items()}
+            for name, net in model.networks.items()}
+
+
+def changed(before: dict[str, torch.Tensor], net: torch.nn.Module) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in net.state_dict().items() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("make,data", [
+    (lambda: BicycleGAN(bicyclegan_recipe()), lambda: batch(4)),
+    (lambda: BicycleGAN(bicyclegan_recipe(norm="batch", dropout=True)), lambda: batch(4)),
+    (lambda: BicycleGAN(bicyclegan_recipe(use_same_D=True)), lambda: batch(4)),
+    (lambda: _conditional_bicyclegan(), lambda: batch(4)),
+    (lambda: Pix2Pix(pix2pix_recipe()), lambda: batch(2, 3, 3)),
+    (lambda: CycleGAN(cyclegan_recipe()), lambda: batch(2, 3, 3)),
+], ids=["bicyclegan", "bicyclegan-batchnorm-dropout", "bicyclegan-same-D", "bicyclegan-conditional-D",
+        "pix2pix", "cyclegan"])
+def test_train_step_updates_every_network_with_finite_losses(make, data) -> None:
+    torch.manual_seed(0)
+    model = make()
+    before = snapshot(model)
+    losses = model.train_step(data())
+    assert losses, "a training step must report its losses"
+    for name, value in losses.items():
+        assert torch.isfinite(value), f"loss {name} is not finite"
+    for name, net in model.networks.items():
+        assert changed(before[name], net), f"{name} did not change after a training step"
+
+
+def _conditional_bicyclegan() -> BicycleGAN:
+    recipe = bicyclegan_recipe(conditional_D=True)
+    recipe["model"]["networks"]["D"]["input_nc"] = 4
+    recipe["model"]["networks"]["D2"]["input_nc"] = 4
+    return BicycleGAN(recipe)
+
+
+def test_bicyclegan_same_D_has_no_D2() -> None:
+    model = BicycleGAN(bicyclegan_recipe(use_same_D=True))
+    assert set(model.networks) == {"G", "E", "D"}
+
+
+def test_zero_weight_removes_the_term_and_its_network() -> None:
+    recipe = bicyclegan_recipe(losses={"gan2": 0.0, "latent": 0.0})
+    model = BicycleGAN(recipe)
+    assert "D2" not in model.networks
+    losses = model.train_step(batch(4))
+    assert "gan2" not in losses and "latent" not in losses and "D2" not in losses
+    assert {"gan", "l1", "kl", "D"} <= set(losses)
+
+
+def test_latent_l1_never_changes_the_encoder() -> None:
+    """With only the latent term on, G learns and E's weights stay exactly as they were."""
+    recipe = bicyclegan_recipe(losses={"gan": 0.0, "gan2": 0.0, "l1": 0.0, "kl": 0.0, "latent": 0.5})
+    model = BicycleGAN(recipe)
+    before = snapshot(model)
+    losses = model.train_step(batch(4))
+    assert set(losses) == {"latent", "G_total"}
+    assert changed(before["G"], model.networks["G"])
+    assert not changed(before["E"], model.networks["E"])
+    assert all(p.grad is None for p in model.networks["E"].parameters())
+
+
+def _two_pass_reference(model: BicycleGAN, A_enc: torch.Tensor, B_enc: torch.Tensor) -> None:
+    """The official formulation: backward of the G/E losses with retain_graph, then the latent L1
+    backward again through G with E frozen (requires_grad False)."""
+    w = model.weights
+    G, E, D, D2 = (model.networks[n] for n in ("G", "E", "D", "D2"))
+    z_rand = model.random_z(A_enc.shape[0])
+    mu, logvar = E(B_enc)
+    z_enc = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+    fake_enc = G(A_enc, z_enc)
+    fake_rand = G(A_enc, z_rand)
+    loss = (w["gan"] * model.criterion_gan(D(fake_enc), True, for_discriminator=False)
+            + w["gan2"] * model.criterion_gan(D2(fake_rand), True, for_discriminator=False)
+            + w["l1"] * F.l1_loss(fake_enc, B_enc)
+            + w["kl"] * (-0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())))
+    loss.backward(retain_graph=True)
+    set_requires_grad([E], False)
+    mu2, _ = E(fake_rand)
+    (w["latent"] * F.l1_loss(mu2, z_rand)).backward()
+    set_requires_grad([E], True)
+
+
+def test_one_backward_equals_the_official_two_pass_gradients() -> None:
+    model = BicycleGAN(bicyclegan_recipe())
+    reference = copy.deepcopy(model)
+    data = batch(4)
+    A_enc, B_enc = data["A"][:2], data["B"][:2]
+    set_requires_grad([model.networks["D"], model.networks["D2"]], False)
+    set_requires_grad([reference.networks["D"], reference.networks["D2"]], False)
+
+    torch.manual_seed(7)
+    total, _, _, _ = model.generator_objective(A_enc, B_enc)
+    total.backward()
+    torch.manual_seed(7)
+    _two_pass_reference(reference, A_enc, B_enc)
+
+    for name in ("G", "E"):
+        ours = dict(model.networks[name].named_parameters())
+        for key, p_ref in reference.networks[name].named_parameters():
+            assert p_ref.grad is not None and ours[key].grad is not None, f"{name}.{key} has no gradient"
+            torch.testing.assert_close(ours[key].grad, p_ref.grad, rtol=1e-4, atol=1e-6,
+                                       msg=lambda m, n=name, k=key: f"{n}.{k}: {m}")
+
+
+def test_odd_batch_is_a_recipe_error() -> None:
+    from ganzoo.errors import RecipeError
+
+    recipe = bicyclegan_recipe()
+    recipe["train"]["batch_size"] = 3
+    from ganzoo.models.assembly import build_networks
+
+    with torch.device("meta"):
+        nets = build_networks(recipe["model"], ["G", "E", "D", "D2"], BicycleGAN.network_kinds)
+    with pytest.raises(RecipeError, match="train.batch_size.*even"):
+        BicycleGAN.check_recipe(recipe, dict(nets))
+
+
+def test_bicyclegan_sample_shapes_and_shared_z() -> None:
+    model = BicycleGAN(bicyclegan_recipe()).eval()
+    A = batch(3)["A"]
+    z = torch.randn(5, 4)
+    out = model.sample(A, z)
+    assert out.shape == (3, 5, 3, SIZE, SIZE)
+    # The same z on the same input gives the same output (no hidden randomness in eval mode).
+    torch.testing.assert_close(model.sample(A, z), out)
+    # Different z give different outputs.
+    assert not torch.allclose(out[:, 0], out[:, 1])
+
+
+def test_cyclegan_pool_state_round_trips() -> None:
+    model = CycleGAN(cyclegan_recipe(pool_size=3))
+    for _ in range(3):
+        model.train_step(batch(2, 3, 3))
+    state = model.extra_state()
+    assert state["pools"]["A"]["count"] == 3
+    other = CycleGAN(cyclegan_recipe(pool_size=3))
+    other.load_extra_state(state)
+    fakes = torch.rand(2, 3, SIZE, SIZE)
+    torch.testing.assert_close(other.pools["A"].query(fakes), model.pools["A"].query(fakes))
