@@ -1,1 +1,52 @@
-"""TODO"""
+"""YAML recipes: ``base:`` inheritance, ``--set`` overrides, defaults, validation and resolution.
+
+    recipe = prepare_recipe("recipes/pix2pix_facades.yaml", ["train.max_steps=10"])
+    print(dump_recipe(recipe))                 # the fully resolved recipe
+    network_summary(recipe)                    # {"G": {"component": "unet_256", "kind": ..., "params": ...}}
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import yaml
+
+from ganzoo.recipe.load import deep_merge, load_recipe
+from ganzoo.recipe.resolve import build_meta_networks, network_summary, resolve_recipe, resolve_with_networks
+
+
+def prepare_recipe(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """Load a recipe file (with its bases and overrides) and resolve it."""
+    return resolve_recipe(load_recipe(path, overrides), source=os.fspath(path))
+
+
+class _RecipeDumper(yaml.SafeDumper):
+    """Block-style YAML in the recipe's own key order; short lists of scalars stay on one line."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    flat = all(isinstance(v, (str, int, float, bool)) or v is None for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
+
+
+_RecipeDumper.add_representer(list, _represent_list)
+_RecipeDumper.add_representer(tuple, _represent_list)
+
+
+def dump_recipe(recipe: Mapping[str, Any]) -> str:
+    """The recipe as readable YAML (key order preserved), loadable again by :func:`load_recipe`."""
+    return yaml.dump(dict(recipe), Dumper=_RecipeDumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True, width=100)
+
+
+__all__ = [
+    "build_meta_networks",
+    "deep_merge",
+    "dump_recipe",
+    "load_recipe",
+    "network_summary",
+    "prepare_recipe",
+    "resolve_recipe",
+    "resolve_with_networks",
+]

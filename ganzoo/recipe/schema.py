@@ -1,0 +1,239 @@
+"""The general recipe keys: their types, defaults, bounds and choices.
+
+Only the parts of a recipe that do not depend on the model live here (``data``, ``train``,
+``log`` and the general ``model`` keys). The model's own keys come from its class (``options``,
+``loss_weights``, ``network_kinds``) and each network's keys from its registered constructor, so
+:func:`keys_at` asks the registry for those.
+
+Defaults follow the official pix2pix/CycleGAN/BicycleGAN options (``load_size`` 286,
+``crop_size`` 256, Adam with lr 2e-4 and betas (0.5, 0.999), 100 + 100 epochs with a linear
+decay). A model can change a general default through an optional class attribute
+``recipe_defaults`` (``{"model.init": {"type": "xavier"}, "model.gan_loss": "vanilla"}``).
+
+Relative paths (``data.root``) are kept as written and resolve against the current working
+directory when used, as in the official code, so a recipe means the same wherever it is stored.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: Marks a key that has no default: leaving it out is an error.
+REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
+
+
+@dataclass(frozen=True)
+class Key:
+    """One recipe key: its default, accepted type(s), bounds, choices and meaning.
+
+    ``type`` may be a tuple; ``float`` also accepts integers (stored as floats), ``bool`` is
+    never taken for an integer. ``component`` names a registry kind: the value is then a
+    registered name (``type=str``) or a mapping ``{type: <name>, **arguments}`` (``type=dict``,
+    a bare name is accepted as shorthand); ``runtime_args`` are the arguments the trainer passes
+    itself and a recipe may not set. ``fields`` is the sub-schema of a nested mapping.
+    """
+
+    default: Any
+    type: type | tuple[type, ...]
+    help: str
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    above: float | None = None
+    below: float | None = None
+    nullable: bool = False
+    pattern: str | None = None
+    pattern_help: str | None = None
+    item_type: type | None = None
+    length: int | None = None
+    component: str | None = None
+    runtime_args: tuple[str, ...] = ()
+    fields: Mapping[str, Key] | None = None
+
+
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+#: Preprocess modes that first scale to ``load_size`` and then crop ``crop_size`` from it.
+SCALE_THEN_CROP = ("resize_and_crop", "scale_width_and_crop")
+
+SHAPES: dict[str, Key] = {
+    "flavour": Key("edges2shapes", str, "which synthetic translation task the shapes world draws"),
+    "size": Key(64, int, "image side in pixels", minimum=8),
+    "n_train": Key(200, int, "number of training pairs", minimum=1),
+    "n_val": Key(20, int, "number of validation pairs", minimum=0),
+    "n_test": Key(20, int, "number of test pairs", minimum=0),
+    "seed": Key(0, int, "seed of the generated world"),
+}
+
+DATA: dict[str, Key] = {
+    "dataset": Key("aligned", str, "dataset layout (a 'dataset' registry name)", component="dataset"),
+    "root": Key(REQUIRED, str, "dataset folder, relative to the current working directory"),
+    "shapes": Key(None, dict, "generate the synthetic shapes world at root when it is missing",
+                  nullable=True, fields=SHAPES),
+    "direction": Key("AtoB", str, "which side is the input", choices=("AtoB", "BtoA")),
+    "load_size": Key(286, int, "scale images to this size", minimum=1),
+    "crop_size": Key(256, int, "then crop to this size (the network input size)", minimum=1),
+    "preprocess": Key("resize_and_crop", str, "how images are scaled and cropped", choices=PREPROCESS_MODES),
+    "flip": Key(True, bool, "random horizontal flips while training"),
+    "input_nc": Key(None, int, "input channels (null: the generator's input_nc)", nullable=True, minimum=1),
+    "output_nc": Key(None, int, "output channels (null: the generator's output_nc)", nullable=True, minimum=1),
+    "workers": Key(2, int, "data-loading worker processes", minimum=0),
+    "max_items": Key(None, int, "use at most this many items (null: all)", nullable=True, minimum=1),
+}
+
+OPTIMIZER: dict[str, Key] = {
+    "type": Key("adam", str, "optimizer", choices=("adam", "adamw")),
+    "lr": Key(0.0002, float, "initial learning rate", above=0.0),
+    "betas": Key([0.5, 0.999], list, "Adam momentum terms", item_type=float, length=2, minimum=0.0, below=1.0),
+    "weight_decay": Key(0.0, float, "weight decay", minimum=0.0),
+}
+
+TRAIN: dict[str, Key] = {
+    "batch_size": Key(1, int, "images per step", minimum=1),
+    "epochs": Key(100, int, "epochs at the initial learning rate", minimum=0),
+    "epochs_decay": Key(100, int, "epochs while the learning rate decays", minimum=0),
+    "max_steps": Key(None, int, "stop after this many steps (overrides epochs)", nullable=True, minimum=1),
+    "optimizer": Key(None, dict, "optimizer of every network", fields=OPTIMIZER),
+    "scheduler": Key({"type": "linear"}, dict, "learning-rate schedule (a 'scheduler' registry name + arguments)",
+                     component="scheduler", runtime_args=("optimizer", "total_steps")),
+    "seed": Key(0, int, "seed of weights, noise and data order"),
+    "device": Key("auto", str, "auto | cpu | cuda | cuda:N | mps", pattern=r"auto|cpu|mps|cuda(:\d+)?",
+                  pattern_help="auto, cpu, cuda, cuda:N or mps"),
+    "precision": Key("fp32", str, "floating-point precision", choices=("fp32", "bf16", "fp16")),
+    "channels_last": Key(False, bool, "channels-last memory format"),
+    "compile": Key(False, bool, "torch.compile the networks"),
+    "nonfinite": Key("stop", str, "what a NaN/inf loss does", choices=("stop", "skip")),
+}
+
+LOG: dict[str, Key] = {
+    "every": Key(100, int, "log scalars every N steps", minimum=1),
+    "samples_every": Key(500, int, "save sample images every N steps", minimum=1),
+    "checkpoint_every": Key(1000, int, "save a checkpoint every N steps", minimum=1),
+    "keep_last": Key(3, int, "checkpoints kept", minimum=1),
+}
+
+#: The general ``model`` keys; the model class adds its own options.
+MODEL: dict[str, Key] = {
+    "type": Key(REQUIRED, str, "the model (a 'model' registry name)", component="model"),
+    "networks": Key(REQUIRED, dict, "network name -> {type: <component>, **arguments}"),
+    "init": Key({"type": "normal"}, dict, "weight initialisation (an 'init' registry name + gain)",
+                component="init"),
+    "gan_loss": Key("lsgan", str, "the GAN objective (a 'gan_loss' registry name)", component="gan_loss"),
+    "losses": Key(None, dict, "weights of the model's loss terms (0 removes a term)"),
+}
+
+TOP: dict[str, Key] = {
+    "name": Key(None, str, "run name (default: the recipe file's stem)"),
+    "plugins": Key([], list, "modules or .py files imported before building", item_type=str),
+    "model": Key(REQUIRED, dict, "what is trained", fields=MODEL),
+    "data": Key(REQUIRED, dict, "what it is trained on", fields=DATA),
+    "train": Key(None, dict, "how it is trained", fields=TRAIN),
+    "log": Key(None, dict, "what is recorded and when", fields=LOG),
+}
+
+#: Top-level keys consumed while loading, never present in a resolved recipe.
+LOAD_KEYS = ("base",)
+
+
+def model_class(tree: Mapping[str, Any]) -> type | None:
+    """The model class named by ``tree["model"]["type"]``, or None when it cannot be found yet."""
+    from ganzoo.errors import GanzooError
+    from ganzoo.registry import get_component
+
+    model = tree.get("model") if isinstance(tree, Mapping) else None
+    name = model.get("type") if isinstance(model, Mapping) else None
+    if not isinstance(name, str):
+        return None
+    try:
+        return get_component("model", name).factory
+    except GanzooError:
+        return None
+
+
+def component_keys(kind: str, name: Any, runtime_args: tuple[str, ...] = ()) -> list[str] | None:
+    """The arguments a recipe may give component ``name`` (None: unknown component or ``**kwargs``)."""
+    from ganzoo.errors import GanzooError
+    from ganzoo.registry import get_component
+
+    if not isinstance(name, str):
+        return None
+    try:
+        entry = get_component(kind, name)
+    except GanzooError:
+        return None
+    hidden = set(runtime_args) | ({"model_name"} if entry.prefix else set())
+    keys = ["type"]
+    for p in entry.signature().parameters.values():
+        if p.kind == p.VAR_KEYWORD:
+            return None
+        if p.kind != p.VAR_POSITIONAL and p.name not in hidden:
+            keys.append(p.name)
+    return keys
+
+
+def keys_at(path: tuple[str, ...], tree: Mapping[str, Any]) -> list[str] | None:
+    """The keys a recipe may hold in the mapping at ``path``.
+
+    None means "any key for now": the mapping's allowed keys depend on a component the
+    registry does not know (yet), and resolution will check them. An empty list means the
+    value at ``path`` is not a mapping at all.
+    """
+    if not path:
+        return list(TOP)
+    section, rest = path[0], path[1:]
+    if section == "model":
+        return _model_keys(rest, tree)
+    fields = TOP[section].fields if section in TOP else None
+    if fields is None:
+        return []
+    for part in rest:
+        key = fields.get(part)
+        if key is None:
+            return []
+        if key.component is not None and key.type is dict:
+            value = _lookup(tree, (section, *rest))
+            name = value.get("type", _type_default(key)) if isinstance(value, Mapping) else _type_default(key)
+            return component_keys(key.component, name, key.runtime_args)
+        if key.fields is None:
+            return []
+        fields = key.fields
+    return list(fields)
+
+
+def _model_keys(rest: tuple[str, ...], tree: Mapping[str, Any]) -> list[str] | None:
+    cls = model_class(tree)
+    if not rest:
+        return None if cls is None else [*MODEL, *getattr(cls, "options", {})]
+    head = rest[0]
+    if head == "networks":
+        kinds: dict[str, str] | None = getattr(cls, "network_kinds", None) if cls is not None else None
+        if len(rest) == 1:
+            return None if kinds is None else list(kinds)
+        if len(rest) == 2:
+            if kinds is None or rest[1] not in kinds:
+                return None
+            return component_keys(kinds[rest[1]], _lookup(tree, ("model", "networks", rest[1], "type")))
+        return []
+    if head == "losses":
+        if len(rest) > 1:
+            return []
+        return None if cls is None else list(getattr(cls, "loss_weights", {}))
+    if head == "init":
+        if len(rest) > 1:
+            return []
+        value = _lookup(tree, ("model", "init"))
+        name = value.get("type", "normal") if isinstance(value, Mapping) else value
+        return component_keys("init", name if isinstance(name, str) else "normal")
+    return [] if cls is not None or head in MODEL else None
+
+
+def _type_default(key: Key) -> Any:
+    return key.default.get("type") if isinstance(key.default, Mapping) else key.default
+
+
+def _lookup(tree: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = tree
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
