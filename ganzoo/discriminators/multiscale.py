@@ -77,6 +77,6 @@ class MultiscaleDiscriminator(nn.Module):
 
 
 register_preset("discriminator", "basic_128_multi", MultiscaleDiscriminator, fixed={"n_layers": 2},
-                description="Multiscale PatchGAN with 2 layers per scale for 128 px images (BicycleGAN basic_128_multi).")
+                description="Multiscale PatchGAN, 2 layers per scale, for 128 px images (BicycleGAN basic_128_multi).")
 register_preset("discriminator", "basic_256_multi", MultiscaleDiscriminator, fixed={"n_layers": 3},
                 description="Multiscale PatchGAN with 3 layers per scale for 256 px images (BicycleGAN default).")
