@@ -33,7 +33,7 @@ def shapes_command(out: Path, flavour: str, size: int, n_train: int, n_val: int,
                    overwrite: bool) -> None:
     """Generate the synthetic shapes world into OUT (deterministic from --seed)."""
     spec = {"flavour": flavour, "size": size, "n_train": n_train, "n_val": n_val, "n_test": n_test, "seed": seed}
-    console = Console()
+    console = Console(soft_wrap=True)
     started = time.perf_counter()
     already = (out / "shapes.json").is_file() and not overwrite
     try:
@@ -44,12 +44,12 @@ def shapes_command(out: Path, flavour: str, size: int, n_train: int, n_val: int,
         raise DataError(error.message, hint="pass --overwrite to replace it, or choose another OUT") from None
     elapsed = time.perf_counter() - started
     info = read_info(root)
-    console.print(f"[bold]{flavour}[/]: {info['layout']} layout, {size}x{size} px, seed {seed}")
+    console.print(f"[bold]{flavour}[/] in {root}: {info['layout']} layout, {size}x{size} px, seed {seed}")
     table = Table()
     table.add_column("folder", style="cyan")
     table.add_column("images", justify="right")
     for folder, count in info["folders"].items():
-        table.add_row(f"{root / folder}", str(count))
+        table.add_row(folder, str(count))
     console.print(table)
     if already:
         console.print(f"[green]{root}[/] already holds this dataset; nothing written.")

@@ -133,16 +133,24 @@ def draw_shape(draw: ImageDraw.ImageDraw, shape: Shape | dict[str, Any], *, fill
     """Draw one shape (a :class:`Shape` or its meta record) ``offset`` pixels to the right, ``scale`` times bigger."""
     kind, x, y, half = ((shape.type, shape.x, shape.y, shape.size) if isinstance(shape, Shape)
                         else (shape["type"], shape["x"], shape["y"], shape["size"]))
-    # Scale pixel edges, not centres: a shape covering pixels [x-h, x+h] covers [s(x-h), s(x+h+1)-1] after scaling.
+    if outline is None:
+        # PIL fills a polygon slightly inside the pixels its outline covers; outlining in the fill
+        # colour makes a filled shape cover every pixel its outlined twin inks.
+        outline, width = fill, 1
     left, top = (x - half) * scale + offset, (y - half) * scale
+    # Scale pixel edges, not centres: a shape covering pixels [x-h, x+h] covers [s(x-h), s(x+h+1)-1] after scaling.
     right, bottom = (x + half + 1) * scale - 1 + offset, (y + half + 1) * scale - 1
+    # Fill and outline are separate calls: PIL skips the outline when both have the same colour.
     if kind == "circle":
-        draw.ellipse((left, top, right, bottom), fill=fill, outline=outline, width=width)
+        draw.ellipse((left, top, right, bottom), fill=fill)
+        draw.ellipse((left, top, right, bottom), outline=outline, width=width)
     elif kind == "square":
-        draw.rectangle((left, top, right, bottom), fill=fill, outline=outline, width=width)
+        draw.rectangle((left, top, right, bottom), fill=fill)
+        draw.rectangle((left, top, right, bottom), outline=outline, width=width)
     elif kind == "triangle":
-        apex = ((left + right) / 2, top)
-        draw.polygon([apex, (right, bottom), (left, bottom)], fill=fill, outline=outline, width=width)
+        corners = [((left + right) / 2, top), (right, bottom), (left, bottom)]
+        draw.polygon(corners, fill=fill)
+        draw.polygon(corners, outline=outline, width=width)
     else:
         raise DataError(f"unknown shape type {kind!r} in shapes meta; expected one of {', '.join(SHAPE_TYPES)}")
 
