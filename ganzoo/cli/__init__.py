@@ -2,6 +2,6 @@
 from __future__ import annotations
 
 from ganzoo.cli.app import main
-from ganzoo.cli import list_cmd  # noqa: F401  (each import attaches its sub-command)
+from ganzoo.cli import data_cmd, info_cmd, list_cmd, train_cmd  # noqa: F401  (each import attaches its sub-command)
 
 __all__ = ["main"]

@@ -25,7 +25,8 @@ RESUMABLE_OVERRIDES = ("train.max_steps", "train.epochs", "train.epochs_decay", 
 def train_command(recipe: Path | None, overrides: tuple[str, ...], out_dir: Path | None, resume_dir: Path | None,
                   no_progress: bool) -> None:
     """Train the model a RECIPE describes (or resume a run with --resume RUN_DIR)."""
-    from ganzoo.recipe import apply_overrides, prepare_recipe, resolve_recipe
+    from ganzoo.recipe import prepare_recipe, resolve_recipe
+    from ganzoo.recipe.load import apply_override
     from ganzoo.training.checkpoint import CheckpointDir
     from ganzoo.training.trainer import Trainer
 
@@ -43,7 +44,9 @@ def train_command(recipe: Path | None, overrides: tuple[str, ...], out_dir: Path
                 raise GanzooError(f"--set {key} cannot change when resuming (only the length and logging can)",
                                   hint="start a new run with --out to change the model, data or optimiser")
         if overrides:
-            resolved = resolve_recipe(apply_overrides(resolved, list(overrides)), source=str(resume_dir))
+            for item in overrides:
+                apply_override(resolved, item)
+            resolved = resolve_recipe(resolved, source=str(resume_dir))
         out_dir = resume_dir
     else:
         if recipe is None:
