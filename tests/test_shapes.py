@@ -110,7 +110,8 @@ def test_meta_matches_pixels(multimodal: Path) -> None:
         assert set(np.unique(a)) <= {0, 255} and (a[..., 0] == a[..., 2]).all(), "A must look like 1 channel"
         # Bounding boxes keep a gap, so even outlines never touch.
         for s, t in itertools.combinations(record["shapes"], 2):
-            assert (abs(s["x"] - t["x"]) > s["size"] + t["size"] + 2) or (abs(s["y"] - t["y"]) > s["size"] + t["size"] + 2)
+            reach = s["size"] + t["size"] + 2
+            assert abs(s["x"] - t["x"]) > reach or abs(s["y"] - t["y"]) > reach
 
 
 def test_multimodal_colours_cover_the_palette(multimodal: Path) -> None:

@@ -43,6 +43,8 @@ def how_to_get(root: Path) -> str:
 
 def require_folder(folder: Path, *, root: Path, what: str) -> Path:
     """Return ``folder`` if it is a directory; otherwise a DataError saying what is missing and how to get it."""
+    if root.exists() and not root.is_dir():
+        raise DataError(f"dataset folder {root} is a file, not a folder")
     if not root.is_dir():
         raise DataError(f"dataset folder {root} does not exist", hint=how_to_get(root))
     if not folder.is_dir():

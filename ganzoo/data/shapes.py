@@ -267,7 +267,8 @@ def generate_shapes(root: str | Path, flavour: str = "shapes-multimodal", size: 
         (staging / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         staging.chmod(0o755)  # mkdtemp makes it private; a dataset should be as readable as any folder
         if root.is_dir():
-            shutil.rmtree(root)
+            # Without overwrite the folder was empty when we checked; rmdir refuses if that changed.
+            shutil.rmtree(root) if overwrite else root.rmdir()
         os.replace(staging, root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
