@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from ganzoo.errors import RecipeError
 from ganzoo.models.base import ModelSpec, Option
 from ganzoo.recipe import (
+    apply_overrides,
     dump_recipe,
     load_recipe,
     network_summary,
@@ -71,6 +72,7 @@ class ToyModel(ModelSpec):
     }
     loss_weights = {"gan": 1.0, "l1": 10.0}
     recipe_defaults = {"model.init": {"type": "xavier"}}
+    default_gan_loss = "vanilla"
 
     @classmethod
     def required_networks(cls, model_cfg: dict[str, Any]) -> list[str]:
@@ -90,18 +92,6 @@ def toy_step(optimizer: Any, total_steps: int, step_size: int = 10, gamma: float
     """A fake step schedule."""
 
 
-def _fake_linear(optimizer: Any, total_steps: int) -> Any:
-    """Fake linear schedule (used only when the real one is not registered)."""
-
-
-class _FakeLoss(nn.Module):
-    """Fake GAN loss (used only when the real one is not registered)."""
-
-
-class _FakeDataset:
-    """Fake dataset (used only when the real one is not registered)."""
-
-
 TOYS: list[tuple[str, str, Any]] = [
     ("model", "toy_gan", ToyModel),
     ("generator", "toy_gen", ToyGenerator),
@@ -109,28 +99,16 @@ TOYS: list[tuple[str, str, Any]] = [
     ("encoder", "toy_enc", ToyEncoder),
     ("scheduler", "toy_step", toy_step),
 ]
-# Defaults of the general schema that other parts of ganzoo register; faked only while missing.
-DEFAULT_NAMES: list[tuple[str, str, Any]] = [
-    ("scheduler", "linear", _fake_linear),
-    ("gan_loss", "lsgan", _FakeLoss),
-    ("gan_loss", "vanilla", _FakeLoss),
-    ("dataset", "aligned", _FakeDataset),
-    ("dataset", "unaligned", _FakeDataset),
-]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def toy_registry() -> Iterator[None]:
-    """Register the toy model and parts (and any missing default names) for the tests of a module."""
-    list_components()  # import the built-in components first, so a fake never hides a real one
-    added = []
-    for kind, name, factory in TOYS + DEFAULT_NAMES:
-        if (kind, name, factory) in DEFAULT_NAMES and name in registry(kind):
-            continue
-        registry(kind).add(name, factory, override=True)
-        added.append((kind, name))
+    """Register the toy model and parts for the tests of a module (built-ins are imported first)."""
+    list_components()
+    for kind, name, factory in TOYS:
+        registry(kind).add(name, factory)
     yield
-    for kind, name in added:
+    for kind, name, _ in TOYS:
         registry(kind).remove(name)
 
 
@@ -362,7 +340,7 @@ def test_defaults_are_filled_everywhere() -> None:
     assert model["nz"] == 4 and model["use_E"] is False and model["mode"] == "a" and model["lambda_x"] == 1.0
     assert model["losses"] == {"gan": 1.0, "l1": 5.0} and isinstance(model["losses"]["l1"], float)
     assert model["init"] == {"type": "xavier", "gain": 0.02}  # the model's recipe_defaults
-    assert model["gan_loss"] == "lsgan"
+    assert model["gan_loss"] == "vanilla"  # the model's default_gan_loss
     # constructor defaults in signature order, the model's derived nz, and the given values
     assert model["networks"]["G"] == {"type": "toy_gen", "input_nc": 1, "output_nc": 3, "ngf": 8, "nz": 4,
                                       "num_downs": 3, "norm": "batch"}
@@ -409,6 +387,74 @@ def test_component_shorthand_and_arguments() -> None:
     assert recipe["model"]["init"] == {"type": "normal", "gain": 0.02}
     assert recipe["model"]["networks"]["D"]["type"] == "toy_patch"
     assert recipe["train"]["scheduler"] == {"type": "toy_step", "step_size": 10, "gamma": 1.0}
+
+
+@pytest.mark.parametrize("optimizer, expected", [
+    ({"type": "adamw"}, {"type": "adamw", "lr": 0.0002, "betas": [0.5, 0.999], "weight_decay": 0.01}),
+    ({"type": "sgd", "momentum": 0.9}, {"type": "sgd", "lr": 0.0002, "weight_decay": 0.0, "momentum": 0.9}),
+    ({"lr": 0.1, "eps": 1e-6}, {"type": "adam", "lr": 0.1, "betas": [0.5, 0.999], "weight_decay": 0.0, "eps": 1e-6}),
+    ("rmsprop", {"type": "rmsprop", "lr": 0.0002, "weight_decay": 0.0}),
+])
+def test_optimizer_keys_follow_the_torch_optimizer(optimizer: Any, expected: dict[str, Any]) -> None:
+    raw = toy_raw()
+    raw["train"]["optimizer"] = optimizer
+    assert resolve_recipe(raw)["train"]["optimizer"] == expected
+
+
+@pytest.mark.parametrize("optimizer, key, words", [
+    ({"type": "sgd", "betas": [0.5, 0.9]}, "train.optimizer.betas", "unknown argument"),
+    ({"type": "adam", "momentom": 0.9}, "train.optimizer.momentom", "unknown argument"),
+    ({"type": "lion"}, "train.optimizer.type", "is not one of"),
+    ({"type": "adam", "eps": -1.0}, "train.optimizer", "torch.optim.Adam refuses these settings"),
+    ({"type": "sgd", "nesterov": True}, "train.optimizer", "refuses"),
+])
+def test_optimizer_errors(optimizer: dict[str, Any], key: str, words: str) -> None:
+    raw = toy_raw()
+    raw["train"]["optimizer"] = optimizer
+    with pytest.raises(RecipeError) as info:
+        resolve_recipe(raw)
+    assert info.value.key == key and words in str(info.value)
+
+
+def test_override_can_switch_the_optimizer_wholesale(toy_file: Path) -> None:
+    recipe = prepare_recipe(toy_file, ["train.optimizer={type: sgd, momentum: 0.5}", "train.optimizer.nesterov=true"])
+    assert recipe["train"]["optimizer"]["nesterov"] is True
+
+
+def test_unused_networks_are_checked_but_not_kept() -> None:
+    raw = toy_raw()
+    raw["model"]["networks"]["E"] = {"type": "toy_enc"}
+    assert "E" not in resolve_recipe(raw)["model"]["networks"]
+    raw["model"]["networks"]["E"] = {"type": "toy_enc", "nef": "wide"}
+    with pytest.raises(RecipeError, match="model.networks.E.nef"):
+        resolve_recipe(raw)
+
+
+def test_generated_size_is_checked_when_preprocess_is_none() -> None:
+    raw = toy_raw()
+    raw["data"].update(preprocess="none", shapes={"size": 36})
+    with pytest.raises(RecipeError) as info:
+        resolve_recipe(raw)
+    assert info.value.key == "data.shapes.size" and "36 is not a multiple of 8" in str(info.value)
+    raw["data"]["shapes"]["size"] = 40
+    assert resolve_recipe(raw)["data"]["shapes"]["size"] == 40
+
+
+def test_apply_overrides_returns_a_copy() -> None:
+    recipe = resolve_recipe(toy_raw())
+    changed = apply_overrides(recipe, ["train.max_steps=99"])
+    assert changed["train"]["max_steps"] == 99 and recipe["train"]["max_steps"] == 10
+    assert resolve_recipe(changed)["train"]["max_steps"] == 99
+
+
+SHIPPED = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_recipes_resolve(path: Path) -> None:
+    recipe = prepare_recipe(path)
+    assert resolve_recipe(recipe) == recipe
+    assert all(info["params"] > 0 for info in network_summary(recipe).values())
 
 
 def test_an_int_is_accepted_where_a_float_is_expected() -> None:
@@ -492,7 +538,8 @@ INVALID = [
     ("data.crop_size", 12, "data.crop_size", "12 is not a multiple of 8, which model.networks.G (toy_gen) needs"),
     ("data.input_nc", 3, "data.input_nc", "is 3, but model.networks.G (toy_gen) has input_nc 1"),
     ("data.workers", -1, "data.workers", "must be >= 0"),
-    ("data.shapes", {"size": 2}, "data.shapes.size", "must be >= 8"),
+    ("data.shapes", {"size": 2}, "data.shapes.size", "must be >= 16"),
+    ("data.shapes", {"flavour": "shapes"}, "data.shapes.flavour", "is not one of"),
     ("data.shapes", [1], "data.shapes", "expected a mapping"),
     ("train.epochs", 0, "train.epochs", "nothing would be trained"),
     ("plugins", "mod", "plugins", "expected a list"),

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from ganzoo.recipe.load import deep_merge, load_recipe
+from ganzoo.recipe.load import apply_overrides, deep_merge, load_recipe
 from ganzoo.recipe.resolve import build_meta_networks, network_summary, resolve_recipe, resolve_with_networks
 
 
@@ -22,25 +22,43 @@ def prepare_recipe(path: str | os.PathLike[str], overrides: Iterable[str] = ()) 
 
 
 class _RecipeDumper(yaml.SafeDumper):
-    """Block-style YAML in the recipe's own key order; short lists of scalars stay on one line."""
+    """Block-style YAML in the recipe's own key order, written like the shipped recipes.
+
+    Lists of plain values, flat ``{type: ..., **arguments}`` components (a network, the init, the
+    optimizer, the scheduler) and mappings of numbers (the loss weights) stay on one line each.
+    """
+
+
+def _is_plain(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool)) or value is None
 
 
 def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
-    flat = all(isinstance(v, (str, int, float, bool)) or v is None for v in data)
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
+    flow = all(_is_plain(v) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+def _represent_dict(dumper: yaml.SafeDumper, data: dict[Any, Any]) -> yaml.Node:
+    numbers = bool(data) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data.values())
+    flow = numbers or "type" in data and all(_is_plain(v) or (isinstance(v, list) and all(map(_is_plain, v)))
+                                  for v in data.values())
+    node = dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=flow)
+    return node
 
 
 _RecipeDumper.add_representer(list, _represent_list)
 _RecipeDumper.add_representer(tuple, _represent_list)
+_RecipeDumper.add_representer(dict, _represent_dict)
 
 
 def dump_recipe(recipe: Mapping[str, Any]) -> str:
     """The recipe as readable YAML (key order preserved), loadable again by :func:`load_recipe`."""
     return yaml.dump(dict(recipe), Dumper=_RecipeDumper, sort_keys=False, default_flow_style=False,
-                     allow_unicode=True, width=100)
+                     allow_unicode=True, width=200)
 
 
 __all__ = [
+    "apply_overrides",
     "build_meta_networks",
     "deep_merge",
     "dump_recipe",

@@ -11,6 +11,7 @@ argument), so a typo is an error with a suggestion rather than a silently ignore
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from ganzoo.errors import RecipeError, did_you_mean
+from ganzoo.plugins import load_recipe_plugins, normalise_recipe_plugins
 from ganzoo.recipe import schema
 
 
@@ -110,6 +112,8 @@ def load_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise RecipeError("base", f"base file {_display(path)} does not exist ({' -> '.join(names)})",
                           hint="base paths are relative to the recipe that names them")
     tree = read_yaml_file(path)
+    if "plugins" in tree:  # relative .py plugin paths mean the folder of the file that names them
+        tree["plugins"] = normalise_recipe_plugins(tree["plugins"], path.parent)
     bases = tree.pop("base", None)
     if bases is None:
         return tree
@@ -164,6 +168,14 @@ def apply_override(tree: dict[str, Any], text: str) -> None:
         node = child
 
 
+def apply_overrides(tree: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """A copy of ``tree`` with the ``KEY=VALUE`` overrides applied in order (``tree`` is not changed)."""
+    result = copy.deepcopy(dict(tree))
+    for text in overrides:
+        apply_override(result, text)
+    return result
+
+
 def load_recipe(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> dict[str, Any]:
     """Read a recipe file with its ``base:`` files, then apply ``KEY=VALUE`` overrides.
 
@@ -171,6 +183,8 @@ def load_recipe(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> 
     defaults and validates it.
     """
     tree = load_tree(Path(path))
+    # Plugins first: overrides and validation may name the components they register.
+    load_recipe_plugins(tree)
     for text in overrides:
         apply_override(tree, text)
     return tree

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from ganzoo.errors import GanzooError, RecipeError, did_you_mean
+from ganzoo.plugins import load_recipe_plugins
 from ganzoo.recipe import schema
 from ganzoo.recipe.load import deep_merge
 from ganzoo.recipe.schema import REQUIRED, Key
@@ -218,6 +219,35 @@ def _resolve_component_mapping(path: str, value: Any, key: Key) -> dict[str, Any
     return resolved
 
 
+def _resolve_optimizer(path: str, value: Any) -> dict[str, Any]:
+    """``train.optimizer``: the general keys with defaults, other torch arguments as given, all tried out."""
+    from ganzoo.models.assembly import OPTIMIZERS
+
+    given = _mapping(path, {"type": value} if isinstance(value, str) else value)
+    fields = schema.OPTIMIZER
+    kind = check_value(_join(path, "type"), given.get("type", fields["type"].default), fields["type"])
+    optimizer_cls = OPTIMIZERS[kind]
+    params = inspect.signature(optimizer_cls).parameters
+    allowed = schema.optimizer_keys(kind) or []
+    check_keys(path, given, allowed, what="argument")
+    resolved: dict[str, Any] = {"type": kind}
+    for name in ("lr", "betas", "weight_decay"):
+        if name not in params:
+            continue
+        default = fields[name].default
+        if default is None:  # the optimizer's own default (AdamW decays by 0.01, the others not at all)
+            default = params[name].default
+        resolved[name] = check_value(_join(path, name), given.get(name, _copy(default)), fields[name])
+    for name, item in given.items():
+        resolved.setdefault(name, item)
+    trial = {k: tuple(v) if k == "betas" else v for k, v in resolved.items() if k not in ("type", "fused")}
+    try:  # torch checks the values (eps >= 0, momentum with nesterov...): ask it on one dummy parameter
+        optimizer_cls([torch.zeros(1, requires_grad=True)], **trial)
+    except Exception as exc:  # noqa: BLE001  (any refusal is a recipe problem)
+        raise RecipeError(path, f"torch.optim.{optimizer_cls.__name__} refuses these settings: {exc}") from None
+    return resolved
+
+
 def resolve_section(path: str, value: Any, fields: Mapping[str, Key]) -> dict[str, Any]:
     """A mapping checked against ``fields``, with every absent key set to its default."""
     given = _mapping(path, value)
@@ -230,8 +260,8 @@ def resolve_section(path: str, value: Any, fields: Mapping[str, Key]) -> dict[st
                 raise RecipeError(key_path, f"is required ({key.help})")
             if key.fields is not None and not key.nullable:
                 resolved[name] = resolve_section(key_path, None, key.fields)
-            elif key.component is not None and key.type is dict:
-                resolved[name] = _resolve_component_mapping(key_path, key.default, key)
+            elif key.special is not None or (key.component is not None and key.type is dict):
+                resolved[name] = resolve_value(key_path, key.default, key)
             else:
                 resolved[name] = _copy(key.default)
             continue
@@ -241,6 +271,8 @@ def resolve_section(path: str, value: Any, fields: Mapping[str, Key]) -> dict[st
 
 def resolve_value(path: str, value: Any, key: Key) -> Any:
     """One key's value: a nested section, a component, or a plain value."""
+    if key.special == "optimizer":
+        return _resolve_optimizer(path, value)
     if key.fields is not None:
         if value is None and key.nullable:
             return None
@@ -307,7 +339,8 @@ def _resolve_model(model: Mapping[Any, Any], cls: type) -> dict[str, Any]:
     resolved["networks"] = {}
     resolved["init"] = resolve_value("model.init", model.get("init", schema.MODEL["init"].default),
                                      schema.MODEL["init"])
-    resolved["gan_loss"] = resolve_value("model.gan_loss", model.get("gan_loss", schema.MODEL["gan_loss"].default),
+    default_loss = getattr(cls, "default_gan_loss", schema.MODEL["gan_loss"].default)
+    resolved["gan_loss"] = resolve_value("model.gan_loss", model.get("gan_loss", default_loss),
                                          schema.MODEL["gan_loss"])
     weights: dict[str, float] = dict(getattr(cls, "loss_weights", {}))
     given_losses = _mapping("model.losses", model.get("losses"))
@@ -347,7 +380,9 @@ def _resolve_networks(value: Any, cls: type, model_cfg: dict[str, Any]) -> dict[
         entry = _lookup_component(_join(net_path, "type"), kinds[name], spec.pop("type"))
         resolved[name] = resolve_arguments(net_path, entry, spec, derived.get(name),
                                            derived_by=f"model {model_cfg['type']!r}")
-    return resolved
+    # A network the configuration does not use (D2 with use_same_D) is checked above but not kept:
+    # the resolved recipe shows what is built, and inheritance has no way to delete a key.
+    return {name: spec for name, spec in resolved.items() if name in required}
 
 
 def _check_epochs(train: dict[str, Any]) -> None:
@@ -370,6 +405,9 @@ def network_input_size(data: Mapping[str, Any]) -> tuple[str, int] | None:
         return "data.crop_size", data["crop_size"]
     if mode == "scale_width":
         return "data.load_size", data["load_size"]
+    if data.get("shapes"):  # "none" keeps the generated size, rounded as the preprocessing does
+        m = schema.SIZE_MULTIPLE_FOR_NONE
+        return "data.shapes.size", max(m, round(data["shapes"]["size"] / m) * m)
     return None
 
 
@@ -451,6 +489,7 @@ def _resolve(raw: Mapping[str, Any], source: str | None) -> tuple[dict[str, Any]
     if "base" in raw:
         raise RecipeError("base", "is followed by load_recipe; resolve_recipe needs the merged recipe")
     check_keys("", raw, list(schema.TOP))
+    load_recipe_plugins(raw)  # before any component name is looked up
     cls = model_spec(raw)
     tree = deep_merge(_nested(getattr(cls, "recipe_defaults", {})), raw)
     name = tree.get("name")

@@ -19,6 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ganzoo.data.shapes import FLAVOURS as SHAPES_FLAVOURS
+from ganzoo.data.transforms import DIRECTIONS, PREPROCESS_MODES, SIZE_MULTIPLE_FOR_NONE
+from ganzoo.data.shapes import MIN_SIZE as SHAPES_MIN_SIZE
+from ganzoo.models.assembly import OPTIMIZERS
+
 #: Marks a key that has no default: leaving it out is an error.
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 
@@ -49,18 +54,19 @@ class Key:
     component: str | None = None
     runtime_args: tuple[str, ...] = ()
     fields: Mapping[str, Key] | None = None
+    special: str | None = None  # a value with its own resolver in resolve.py ("optimizer")
 
 
-PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 #: Preprocess modes that first scale to ``load_size`` and then crop ``crop_size`` from it.
 SCALE_THEN_CROP = ("resize_and_crop", "scale_width_and_crop")
 
-SHAPES: dict[str, Key] = {
-    "flavour": Key("edges2shapes", str, "which synthetic translation task the shapes world draws"),
-    "size": Key(64, int, "image side in pixels", minimum=8),
-    "n_train": Key(200, int, "number of training pairs", minimum=1),
-    "n_val": Key(20, int, "number of validation pairs", minimum=0),
-    "n_test": Key(20, int, "number of test pairs", minimum=0),
+SHAPES: dict[str, Key] = {  # the arguments of ganzoo.data.shapes.generate_shapes, with its defaults
+    "flavour": Key("shapes-multimodal", str, "which synthetic task the shapes world draws",
+                   choices=tuple(SHAPES_FLAVOURS)),
+    "size": Key(64, int, "image side in pixels", minimum=SHAPES_MIN_SIZE),
+    "n_train": Key(2000, int, "number of training items", minimum=1),
+    "n_val": Key(100, int, "number of validation items", minimum=0),
+    "n_test": Key(100, int, "number of test items", minimum=0),
     "seed": Key(0, int, "seed of the generated world"),
 }
 
@@ -69,7 +75,7 @@ DATA: dict[str, Key] = {
     "root": Key(REQUIRED, str, "dataset folder, relative to the current working directory"),
     "shapes": Key(None, dict, "generate the synthetic shapes world at root when it is missing",
                   nullable=True, fields=SHAPES),
-    "direction": Key("AtoB", str, "which side is the input", choices=("AtoB", "BtoA")),
+    "direction": Key("AtoB", str, "which side is the input", choices=DIRECTIONS),
     "load_size": Key(286, int, "scale images to this size", minimum=1),
     "crop_size": Key(256, int, "then crop to this size (the network input size)", minimum=1),
     "preprocess": Key("resize_and_crop", str, "how images are scaled and cropped", choices=PREPROCESS_MODES),
@@ -80,11 +86,13 @@ DATA: dict[str, Key] = {
     "max_items": Key(None, int, "use at most this many items (null: all)", nullable=True, minimum=1),
 }
 
+#: The optimizer keys every recipe shows; any other argument of the torch optimizer may be given
+#: too (``eps``, ``momentum``...). ``weight_decay`` defaults to torch's own value for the type.
 OPTIMIZER: dict[str, Key] = {
-    "type": Key("adam", str, "optimizer", choices=("adam", "adamw")),
+    "type": Key("adam", str, "optimizer", choices=tuple(OPTIMIZERS)),
     "lr": Key(0.0002, float, "initial learning rate", above=0.0),
     "betas": Key([0.5, 0.999], list, "Adam momentum terms", item_type=float, length=2, minimum=0.0, below=1.0),
-    "weight_decay": Key(0.0, float, "weight decay", minimum=0.0),
+    "weight_decay": Key(None, float, "weight decay (default: torch's)", minimum=0.0),
 }
 
 TRAIN: dict[str, Key] = {
@@ -92,7 +100,8 @@ TRAIN: dict[str, Key] = {
     "epochs": Key(100, int, "epochs at the initial learning rate", minimum=0),
     "epochs_decay": Key(100, int, "epochs while the learning rate decays", minimum=0),
     "max_steps": Key(None, int, "stop after this many steps (overrides epochs)", nullable=True, minimum=1),
-    "optimizer": Key(None, dict, "optimizer of every network", fields=OPTIMIZER),
+    "optimizer": Key({"type": "adam"}, dict, "optimizer of every network (type + torch.optim arguments)",
+                     special="optimizer"),
     "scheduler": Key({"type": "linear"}, dict, "learning-rate schedule (a 'scheduler' registry name + arguments)",
                      component="scheduler", runtime_args=("optimizer", "total_steps")),
     "seed": Key(0, int, "seed of weights, noise and data order"),
@@ -129,6 +138,9 @@ TOP: dict[str, Key] = {
     "train": Key(None, dict, "how it is trained", fields=TRAIN),
     "log": Key(None, dict, "what is recorded and when", fields=LOG),
 }
+
+__all__ = ["DATA", "LOG", "MODEL", "OPTIMIZER", "REQUIRED", "SHAPES", "SIZE_MULTIPLE_FOR_NONE", "TOP", "TRAIN",
+           "Key", "keys_at"]
 
 #: Top-level keys consumed while loading, never present in a resolved recipe.
 LOAD_KEYS = ("base",)
@@ -170,6 +182,16 @@ def component_keys(kind: str, name: Any, runtime_args: tuple[str, ...] = ()) -> 
     return keys
 
 
+def optimizer_keys(name: Any) -> list[str] | None:
+    """The keys ``train.optimizer`` may hold for optimizer ``name`` (None: unknown optimizer)."""
+    import inspect
+
+    if not isinstance(name, str) or name not in OPTIMIZERS:
+        return None
+    params = inspect.signature(OPTIMIZERS[name]).parameters
+    return ["type", *(p for p in params if p != "params")]
+
+
 def keys_at(path: tuple[str, ...], tree: Mapping[str, Any]) -> list[str] | None:
     """The keys a recipe may hold in the mapping at ``path``.
 
@@ -189,6 +211,9 @@ def keys_at(path: tuple[str, ...], tree: Mapping[str, Any]) -> list[str] | None:
         key = fields.get(part)
         if key is None:
             return []
+        if key.special == "optimizer":
+            value = _lookup(tree, (section, *rest))
+            return optimizer_keys(value.get("type", "adam") if isinstance(value, Mapping) else "adam")
         if key.component is not None and key.type is dict:
             value = _lookup(tree, (section, *rest))
             name = value.get("type", _type_default(key)) if isinstance(value, Mapping) else _type_default(key)
