@@ -190,6 +190,10 @@ class Trainer:
         return self.checkpoints.save(self.state(), self.step, milestone=milestone)
 
     # -- the loop ----------------------------------------------------------------------------
+    def request_stop(self, signum: int = signal.SIGINT) -> None:
+        """Stop after the current step and write a checkpoint (what Ctrl-C and SIGTERM do)."""
+        self._stop_signal = signum
+
     def _request_stop(self, signum: int, frame: Any) -> None:
         if self._stop_signal is not None:  # a second Ctrl-C: stop now, the last checkpoint stays
             raise KeyboardInterrupt
