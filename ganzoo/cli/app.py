@@ -33,5 +33,11 @@ class GanzooGroup(click.Group):
 
 @click.group(cls=GanzooGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ganzoo")
-def main() -> None:
+@click.option("--plugin", "plugins", multiple=True, metavar="MODULE_OR_FILE",
+              help="Import a plugin (an installed module or a .py file) before running. Repeatable.")
+def main(plugins: tuple[str, ...] = ()) -> None:
     """ganzoo: pix2pix, CycleGAN and BicycleGAN from one registry of interchangeable parts."""
+    from ganzoo.plugins import load_entry_point_plugins, load_plugins
+
+    load_entry_point_plugins()
+    load_plugins(plugins)

@@ -147,6 +147,7 @@ def split_override(text: str) -> tuple[list[str], Any]:
 def apply_override(tree: dict[str, Any], text: str) -> None:
     """Apply one ``KEY=VALUE`` override to ``tree`` in place."""
     parts, value = split_override(text)
+    where = f"(in --set {text})"
     node: dict[Any, Any] = tree
     for depth, part in enumerate(parts):
         prefix, here = tuple(parts[:depth]), ".".join(parts[: depth + 1])
@@ -154,8 +155,8 @@ def apply_override(tree: dict[str, Any], text: str) -> None:
             allowed = schema.keys_at(prefix, tree)
             if allowed is not None and part not in allowed:
                 if not allowed:
-                    raise RecipeError(".".join(prefix), "is not a mapping, so it has no key " + repr(part))
-                raise RecipeError(here, "unknown key", hint=did_you_mean(part, allowed)
+                    raise RecipeError(".".join(prefix), f"is not a mapping, so it has no key {part!r} {where}")
+                raise RecipeError(here, f"unknown key {where}", hint=did_you_mean(part, allowed)
                                   or f"keys here: {', '.join(map(str, allowed))}")
         if depth == len(parts) - 1:
             node[part] = value
@@ -164,7 +165,7 @@ def apply_override(tree: dict[str, Any], text: str) -> None:
         if child is None:
             child = node[part] = {}
         elif not isinstance(child, dict):
-            raise RecipeError(here, f"is {child!r}, not a mapping, so {'.'.join(parts)} cannot be set")
+            raise RecipeError(here, f"is {child!r}, not a mapping {where}")
         node = child
 
 
