@@ -187,22 +187,19 @@ def test_child_wins_and_nested_mappings_merge(tmp_path: Path) -> None:
           type: toy_gan
           networks: {G: {type: toy_gen, ngf: 8, input_nc: 1}, D: {type: toy_patch}}
         train: {batch_size: 4, optimizer: {lr: 0.1, betas: [0.1, 0.2]}}
-        plugins: [a, b]
         """)
     child = write(tmp_path / "child.yaml", """\
         base: base.yaml
         model:
           networks: {G: {ngf: 16}}
         train: {optimizer: {betas: [0.9]}}
-        plugins: [c]
         """)
     raw = load_recipe(child)
     assert "base" not in raw
     assert raw["model"]["type"] == "toy_gan"
     assert raw["model"]["networks"]["G"] == {"type": "toy_gen", "ngf": 16, "input_nc": 1}
     assert raw["model"]["networks"]["D"] == {"type": "toy_patch"}
-    assert raw["train"] == {"batch_size": 4, "optimizer": {"lr": 0.1, "betas": [0.9]}}
-    assert raw["plugins"] == ["c"]  # lists are replaced, not merged
+    assert raw["train"] == {"batch_size": 4, "optimizer": {"lr": 0.1, "betas": [0.9]}}  # lists are replaced
 
 
 def test_list_of_bases_merges_in_order_then_child(tmp_path: Path) -> None:
