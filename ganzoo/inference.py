@@ -1,0 +1,211 @@
+"""Trained models for notebooks and scripts: ``ganzoo.load`` and the helpers ``ganzoo sample`` uses.
+
+    model = ganzoo.load("runs/quickstart")           # a run folder or a checkpoint file
+    A = load_input_images(["edge.png"], model.recipe)[0][1].unsqueeze(0)
+    outputs = model.sample(A, num_z=8)                # (1, 8, C, H, W) in [-1, 1]
+
+A checkpoint carries its resolved recipe, so the model class and every network are rebuilt from
+it; no architecture argument is ever repeated. Networks are returned in eval mode.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ganzoo.errors import CheckpointError, DataError, GanzooError
+from ganzoo.training.checkpoint import load_checkpoint, load_network_state
+
+
+def resolve_checkpoint(run_or_checkpoint: str | os.PathLike[str]) -> Path:
+    """The checkpoint file a path names: the file itself, or ``RUN/checkpoints/latest.pt`` for a run folder."""
+    path = Path(run_or_checkpoint).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "latest.pt", path / "latest.pt"):
+            if candidate.is_file():
+                return candidate
+        raise CheckpointError(f"{path} is a folder without checkpoints/latest.pt",
+                              hint="pass a run folder written by `ganzoo train` or a checkpoint file (.pt)")
+    raise CheckpointError(f"{path} does not exist",
+                          hint="pass a run folder written by `ganzoo train` or a checkpoint file (.pt)")
+
+
+def build_model(recipe: dict[str, Any], device: torch.device | str = "cpu") -> nn.Module:
+    """The model a resolved recipe describes, with freshly initialised networks."""
+    from ganzoo.registry import get_component
+
+    model_cls = get_component("model", recipe["model"]["type"]).factory
+    return model_cls(recipe, device)
+
+
+def load(run_or_checkpoint: str | os.PathLike[str], device: torch.device | str | None = None) -> nn.Module:
+    """Load a trained model from a run folder or a checkpoint file.
+
+    Args:
+        run_or_checkpoint: a run folder (its ``checkpoints/latest.pt`` is used) or a ``.pt`` file
+            written by ``ganzoo train`` or ``ganzoo import-official``.
+        device: where the networks go; ``None`` picks the recipe's ``train.device`` rule (``auto``:
+            CUDA, then MPS, then CPU).
+
+    Returns:
+        The model (``pix2pix``, ``cyclegan``, ``bicyclegan`` ...) in eval mode, with its networks by
+        name (``model.networks["G"]``), ``model.sample(A, z=None, num_z=1)``, and the attributes
+        ``recipe`` (the stored resolved recipe), ``step`` and ``checkpoint_path``.
+    """
+    from ganzoo.training.device import resolve_device
+
+    path = resolve_checkpoint(run_or_checkpoint)
+    payload = load_checkpoint(path)
+    recipe = payload.get("recipe")
+    if not isinstance(recipe, dict) or "model" not in recipe:
+        raise CheckpointError(f"{path} carries no recipe, so its networks cannot be rebuilt")
+    _import_plugins(recipe)
+    target = resolve_device(device if device is not None else recipe.get("train", {}).get("device", "auto")) \
+        if not isinstance(device, torch.device) else device
+    model = build_model(recipe, target)
+    networks = payload.get("networks") or {}
+    for name, net in model.networks.items():
+        if name not in networks:
+            raise CheckpointError(f"{path} has no network {name} (it has {', '.join(networks) or 'none'})")
+        load_network_state(name, net, networks[name], str(path))
+    model.eval()
+    model.recipe = recipe
+    model.step = int(payload.get("step", 0))
+    model.checkpoint_path = path
+    model.imported_from = payload.get("imported_from")
+    return model
+
+
+def _import_plugins(recipe: dict[str, Any]) -> None:
+    plugins = recipe.get("plugins") or []
+    if not plugins:
+        return
+    try:
+        from ganzoo.plugins import load_plugins  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    load_plugins(plugins)
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+def input_channels(model: nn.Module, direction: str = "AtoB") -> int:
+    """Channels of the images the model's generator for ``direction`` reads."""
+    nets = model.networks
+    if "G" in nets:
+        return int(nets["G"].input_nc)
+    return int(nets["G_A" if direction == "AtoB" else "G_B"].input_nc)
+
+
+def test_preprocess(recipe: dict[str, Any]) -> Any:
+    """The test-time preprocessing of a recipe: resize to ``data.crop_size`` square, no flip, no random crop."""
+    from ganzoo.data.transforms import Preprocess
+
+    size = int(recipe["data"]["crop_size"])
+    return Preprocess("resize_and_crop", load_size=size, crop_size=size, flip=False)
+
+
+def list_inputs(path: str | os.PathLike[str]) -> list[Path]:
+    """The image files ``path`` names: one file, or every image under a folder (sorted)."""
+    from ganzoo.data.images import IMAGE_EXTENSIONS, list_images
+
+    path = Path(path).expanduser()
+    if path.is_file():
+        if not path.name.lower().endswith(IMAGE_EXTENSIONS):
+            raise DataError(f"{path} is not an image file (expected one of {', '.join(IMAGE_EXTENSIONS)})")
+        return [path]
+    if path.is_dir():
+        return list_images(path)
+    raise DataError(f"input {path} does not exist")
+
+
+def load_input_images(paths: list[Path], recipe: dict[str, Any], *, channels: int = 3, pairs: bool = False,
+                      direction: str = "AtoB") -> list[tuple[Path, torch.Tensor]]:
+    """Read and preprocess input images as ``(path, tensor (C, H, W) in [-1, 1])``.
+
+    ``pairs=True`` reads A|B side-by-side images (an aligned dataset's files) and keeps only the
+    input half for ``direction``: inference never needs the target.
+    """
+    from ganzoo.data.images import read_image
+    from ganzoo.data.transforms import Augmentation, to_tensor
+
+    preprocess = test_preprocess(recipe)
+    no_randomness = Augmentation(0, 0, False)
+    loaded = []
+    for path in paths:
+        image = read_image(path)
+        if pairs:
+            width, height = image.size
+            if width % 2:
+                raise DataError(f"{path} is {width}x{height}: --pairs needs A|B images of even width")
+            half = width // 2
+            box = (0, 0, half, height) if direction == "AtoB" else (half, 0, width, height)
+            image = image.crop(box)
+        image = preprocess.apply(image, no_randomness, path=path)
+        loaded.append((path, to_tensor(image, channels)))
+    return loaded
+
+
+# -- latent codes ---------------------------------------------------------------------------------
+def model_nz(model: nn.Module) -> int:
+    """Length of the model's latent code (0: one output per input)."""
+    return int(getattr(model, "nz", 0) or 0)
+
+
+def random_latents(num: int, nz: int, seed: int | None = None, shape: tuple[int, ...] = ()) -> torch.Tensor:
+    """``num`` standard-normal codes of length ``nz`` (shape ``(*shape, num, nz)``), from ``seed`` when given."""
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return torch.randn(*shape, num, nz, generator=generator)
+
+
+def interpolate_latents(z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
+    """``steps`` codes on the straight line from ``z0`` to ``z1`` (both ends included): (steps, nz)."""
+    if steps < 2:
+        raise GanzooError(f"--interp needs at least 2 steps, got {steps}")
+    weights = torch.linspace(0.0, 1.0, steps).unsqueeze(1)
+    return (1 - weights) * z0.reshape(1, -1) + weights * z1.reshape(1, -1)
+
+
+@torch.no_grad()
+def generate(model: nn.Module, A: torch.Tensor, z: torch.Tensor | None = None, *, num_z: int = 1,
+             direction: str = "AtoB") -> torch.Tensor:
+    """Outputs ``(N, K, C, H, W)`` for inputs ``A`` (N, C, H, W): ``z`` (K, nz) shared by all inputs.
+
+    Models without a latent code return one output per input (K = 1) whatever ``z`` and ``num_z`` are.
+    """
+    if "G_A" in model.networks:
+        return model.sample(A, direction=direction)
+    if model_nz(model) == 0:
+        return model.sample(A)
+    return model.sample(A, z=z, num_z=num_z)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] as uint8 in [0, 255] (what a saved PNG holds)."""
+    return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def from_uint8(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images back to floats in [-1, 1]."""
+    return images.float() / 127.5 - 1.0
+
+
+__all__ = [
+    "build_model",
+    "from_uint8",
+    "generate",
+    "input_channels",
+    "interpolate_latents",
+    "list_inputs",
+    "load",
+    "load_input_images",
+    "model_nz",
+    "random_latents",
+    "resolve_checkpoint",
+    "test_preprocess",
+    "to_uint8",
+]
