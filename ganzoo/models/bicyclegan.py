@@ -11,6 +11,12 @@ The official code applies the latent L1 with a second backward through G (``reta
 Here it is folded into the one backward of the G/E step by evaluating E on G's output with
 *detached* parameters: gradients reach G through E's activations but never E's weights, exactly as
 in the two-pass formulation (``tests/test_models.py`` proves the gradients are equal).
+
+The paper's baselines are the same model with other weights (``recipes/bicyclegan_variants/``):
+a zero weight removes its term, and E, D or D2 are built only when a term needs them. Two
+switches exist only for baselines: ``l1_random`` (L1 from the random-z output to B, for
+pix2pix+noise) and ``latent_trains_E`` (the latent L1 also trains E, for cLR-GAN, where E has no
+other teacher).
 """
 from __future__ import annotations
 
@@ -43,19 +49,30 @@ class BicycleGAN(ModelSpec, nn.Module):
         "nz": Option(8, int, "length of the latent code z", minimum=1),
         "use_same_D": Option(False, bool, "one discriminator for both branches (no D2)"),
         "conditional_D": Option(False, bool, "discriminators see (A, B) pairs instead of B alone"),
+        "latent_trains_E": Option(False, bool, "the latent L1 also updates E (cLR-GAN alone); BicycleGAN "
+                                  "updates only G with it"),
     }
-    loss_weights: ClassVar[dict[str, float]] = {"gan": 1.0, "gan2": 1.0, "l1": 10.0, "latent": 0.5, "kl": 0.01}
+    # l1_random (not in the paper's BicycleGAN): L1 from G(A, z_random) to B, which is pix2pix+noise.
+    loss_weights: ClassVar[dict[str, float]] = {"gan": 1.0, "gan2": 1.0, "l1": 10.0, "latent": 0.5, "kl": 0.01,
+                                                "l1_random": 0.0}
     default_gan_loss: ClassVar[str] = "lsgan"
 
     @classmethod
     def required_networks(cls, model_cfg: dict[str, Any]) -> list[str]:
         w = {**cls.loss_weights, **(model_cfg.get("losses") or {})}
-        names = ["G", "E"]
+        names = ["G"]
+        if cls.uses_encoder(w):  # pix2pix+noise has no encoder
+            names.append("E")
         if w["gan"] > 0 or (w["gan2"] > 0 and model_cfg.get("use_same_D", False)):
             names.append("D")
         if w["gan2"] > 0 and not model_cfg.get("use_same_D", False):
             names.append("D2")
         return names
+
+    @staticmethod
+    def uses_encoder(weights: dict[str, float]) -> bool:
+        """Whether any term needs E: the encoded branch (gan, l1, kl) or the latent L1."""
+        return any(weights[term] > 0 for term in ("gan", "l1", "kl", "latent"))
 
     @classmethod
     def derived_network_args(cls, model_cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -69,13 +86,14 @@ class BicycleGAN(ModelSpec, nn.Module):
             raise RecipeError("train.batch_size",
                               f"is {train['batch_size']}, but BicycleGAN splits every batch into a cVAE-GAN half "
                               "and a cLR-GAN half, so it must be even", hint="use 2 (the official setting) or 8")
-        G, E = networks["G"], networks["E"]
+        G, E = networks["G"], networks.get("E")
         nz = model["nz"]
         if G.nz != nz:
             raise RecipeError("model.networks.G.nz", f"is {G.nz}, but model.nz is {nz}")
-        if E.nz != nz:
+        if E is not None and E.nz != nz:
             raise RecipeError("model.networks.E.nz", f"is {E.nz}, but model.nz is {nz}")
-        cls.expect_channels("model.networks.E.input_nc", E.input_nc, G.output_nc, "the generator's output (B)")
+        if E is not None:
+            cls.expect_channels("model.networks.E.input_nc", E.input_nc, G.output_nc, "the generator's output (B)")
         d_in = G.output_nc + (G.input_nc if model["conditional_D"] else 0)
         for name in ("D", "D2"):
             if name in networks:
@@ -93,6 +111,7 @@ class BicycleGAN(ModelSpec, nn.Module):
         self.weights: dict[str, float] = {**self.loss_weights, **model.get("losses", {})}
         self.use_same_D: bool = model.get("use_same_D", False)
         self.conditional_D: bool = model.get("conditional_D", False)
+        self.latent_trains_E: bool = model.get("latent_trains_E", False)
         self.networks = build_networks(model, self.required_networks(model), self.network_kinds).to(self.device)
         self.criterion_gan = build("gan_loss", model.get("gan_loss", self.default_gan_loss)).to(self.device)
         self.precision = Precision(recipe["train"].get("precision", "fp32"), self.device)
@@ -158,8 +177,12 @@ class BicycleGAN(ModelSpec, nn.Module):
             mu32, logvar32 = mu.float(), logvar.float()
             losses["kl"] = -0.5 * torch.sum(1 + logvar32 - mu32.pow(2) - logvar32.exp())
             total = total + w["kl"] * losses["kl"]
+        if w["l1_random"] > 0:
+            losses["l1_random"] = F.l1_loss(fake_rand.float(), B_enc.float())
+            total = total + w["l1_random"] * losses["l1_random"]
         if w["latent"] > 0:
-            losses["latent"] = F.l1_loss(self._encode_frozen(fake_rand).float(), z_rand.float())
+            z_pred = self.networks["E"](fake_rand)[0] if self.latent_trains_E else self._encode_frozen(fake_rand)
+            losses["latent"] = F.l1_loss(z_pred.float(), z_rand.float())
             total = total + w["latent"] * losses["latent"]
         return total, losses, fake_enc, fake_rand
 
@@ -175,12 +198,13 @@ class BicycleGAN(ModelSpec, nn.Module):
 
         # ---- G and E: one forward, one backward -------------------------------------------------
         set_requires_grad([D, D2], False)
-        for name in ("G", "E"):
-            self.optimizers[name].zero_grad(set_to_none=True)
+        updated = [self.optimizers[name] for name in ("G", "E") if name in self.optimizers]
+        for opt in updated:
+            opt.zero_grad(set_to_none=True)
         with self.precision.autocast():
             total, losses, fake_enc, fake_rand = self.generator_objective(A_enc, B_enc)
         self.precision.backward(total, "GE")
-        self.precision.step([self.optimizers["G"], self.optimizers["E"]], "GE")
+        self.precision.step(updated, "GE")
         losses["G_total"] = total
 
         # ---- discriminators on the fakes of this step (detached), as the official code does ----
@@ -228,6 +252,9 @@ class BicycleGAN(ModelSpec, nn.Module):
     @torch.no_grad()
     def encode(self, B: torch.Tensor) -> torch.Tensor:
         """E's mean code for target images B."""
+        if "E" not in self.networks:
+            raise RecipeError("model.networks.E", "is not part of this model (no loss term uses an encoder, "
+                              "as in pix2pix+noise), so target images cannot be encoded")
         mu, _ = self.networks["E"](B.to(self.device))
         return mu
 
@@ -235,7 +262,9 @@ class BicycleGAN(ModelSpec, nn.Module):
     def visuals(self, batch: dict[str, torch.Tensor], z: torch.Tensor) -> list[torch.Tensor]:
         """Rows of a sample grid: input, target, G(A, E(B)), then G(A, z_k) for each fixed z_k."""
         A, B = batch["A"].to(self.device), batch["B"].to(self.device)
-        rows = [A, B, self.networks["G"](A, self.encode(B))]
+        rows = [A, B]
+        if "E" in self.networks:
+            rows.append(self.networks["G"](A, self.encode(B)))
         samples = self.sample(A, z)
         rows += [samples[:, k] for k in range(samples.shape[1])]
         return rows
