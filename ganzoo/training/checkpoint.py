@@ -14,6 +14,7 @@ import re
 import shutil
 import warnings
 import zipfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from ganzoo.errors import CheckpointError
 FORMAT = "ganzoo-checkpoint"
 VERSION = 1
 _STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+_TEMP_FILE = re.compile(r"^\..+\.tmp-(\d+)$")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -58,14 +60,30 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     tmp.unlink(missing_ok=True)
     try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+        try:
+            os.link(src, tmp)
+        except OSError:  # file systems without hard links get a copy
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(dst.parent)
 
 
@@ -75,12 +93,15 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols are noise here
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
-            f"refused to load {path}: it contains pickled Python objects beyond tensors and plain data, "
-            f"which could run code ({str(exc).splitlines()[0]})",
-            hint="only load checkpoints you trust with other tools; ganzoo checkpoints never need this",
+            f"refused to load {path}: it holds pickled Python objects beyond tensors and plain data, and "
+            f"unpickling them could run code ({_unpickling_detail(exc)}); nothing in it was executed",
+            hint="ganzoo checkpoints never need this; if you made the file yourself with other tools and trust "
+                 "it, re-save its tensors with torch.save(state_dict)",
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({str(exc).splitlines()[0]})") from None
@@ -90,6 +111,41 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(f"{path} was written by a newer ganzoo (format {payload['version']} > {VERSION})")
     return payload
+
+
+def _unpickling_detail(exc: BaseException) -> str:
+    """The informative line of torch's weights-only refusal (which global or opcode it met)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line or "Unsupported" in line or "unsupported" in line:
+            return line
+    return "not a plain-data pickle"
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of every tensor in a nested structure of dicts, lists and tuples (a checkpoint's size, roughly)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def estimate_checkpoint_bytes(state: dict[str, Any], optimizers: Iterable[torch.optim.Optimizer]) -> int:
+    """The size a checkpoint of ``state`` will reach once the optimizers hold their moments.
+
+    Before the first step an optimizer has no state yet; Adam later keeps two tensors per
+    parameter, so each parameter without state is counted twice more (an upper bound for SGD).
+    """
+    extra = 0
+    for opt in optimizers:
+        for group in opt.param_groups:
+            for p in group["params"]:
+                if p not in opt.state:
+                    extra += 2 * p.numel() * p.element_size()
+    return tensor_bytes(state) + extra + 64 * 1024  # pickled structure and zip headers
 
 
 def load_network_state(name: str, net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -138,15 +194,62 @@ class CheckpointDir:
         return sorted(found)
 
     def save(self, payload: dict[str, Any], step: int, milestone: bool = False) -> Path:
-        """Write ``step_N.pt`` atomically, point ``latest.pt`` at it, and prune old ones."""
+        """Write ``step_N.pt`` atomically, point ``latest.pt`` at it, and prune old ones.
+
+        A failed write (disk full, folder gone) raises a CheckpointError and leaves every earlier
+        checkpoint as it was: nothing is renamed over a good file until the new one is complete.
+        """
         payload = {"format": FORMAT, "version": VERSION, **payload, "milestone": milestone}
-        path = atomic_save(payload, self.root / f"step_{step:08d}.pt")
-        _link_or_copy(path, self.latest)
-        if milestone:
-            atomic_save({"format": FORMAT, "version": VERSION, "milestones": self.milestones() + [step]},
-                        self.root / "milestones.pt")
+        target = self.root / f"step_{step:08d}.pt"
+        try:
+            path = atomic_save(payload, target)
+            _link_or_copy(path, self.latest)
+            if milestone:
+                atomic_save({"format": FORMAT, "version": VERSION, "milestones": self.milestones() + [step]},
+                            self.root / "milestones.pt")
+        except OSError as exc:
+            previous = [p.name for s, p in self.step_files() if s != step and p.exists()]
+            kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint exists"
+            raise CheckpointError(
+                f"could not write checkpoint {target}: {exc.strerror or exc}; {kept}",
+                hint="free some disk space (or fix the folder's permissions), then resume with "
+                     f"`ganzoo train --resume {self.root.parent}`",
+            ) from None
         self.prune()
         return path
+
+    def check_space(self, estimated_bytes: int) -> None:
+        """Refuse to start when the disk cannot hold even one more checkpoint of ``estimated_bytes``.
+
+        Retention needs ``keep_last + 1`` checkpoints at a time (the new one is complete before the
+        oldest is removed); less free space than that is only a warning, since the user may prune.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.root).free
+        needed = 2 * estimated_bytes  # the new file, plus the temp copy of latest.pt when links fail
+        comfortable = (self.keep_last + 1) * estimated_bytes
+        mib = 1024 * 1024
+        if free < needed:
+            raise CheckpointError(
+                f"not enough disk space for checkpoints in {self.root}: {free / mib:.1f} MiB free, each "
+                f"checkpoint needs about {estimated_bytes / mib:.1f} MiB",
+                hint="free some space or choose another --out folder")
+        if free < comfortable:
+            warnings.warn(f"only {free / mib:.1f} MiB free in {self.root}; keeping {self.keep_last} checkpoints "
+                          f"of about {estimated_bytes / mib:.1f} MiB needs {comfortable / mib:.1f} MiB",
+                          stacklevel=2)
+
+    def remove_stale_temp_files(self) -> list[Path]:
+        """Delete temp files left by a writer that was killed mid-write (its process is gone)."""
+        removed = []
+        if not self.root.is_dir():
+            return removed
+        for p in self.root.iterdir():
+            m = _TEMP_FILE.match(p.name)
+            if m and not _process_alive(int(m.group(1))):
+                p.unlink(missing_ok=True)
+                removed.append(p)
+        return removed
 
     def milestones(self) -> list[int]:
         path = self.root / "milestones.pt"
@@ -164,19 +267,27 @@ class CheckpointDir:
         for _, p in removable[: max(0, len(removable) - self.keep_last)]:
             p.unlink(missing_ok=True)
 
-    def load_latest(self) -> tuple[dict[str, Any], Path]:
-        """The newest checkpoint that loads; corrupt ones are skipped with a warning."""
-        candidates = [self.latest] if self.latest.exists() else []
-        candidates += [p for _, p in reversed(self.step_files())]
+    def load_latest(self, warn: Callable[[str], None] | None = None) -> tuple[dict[str, Any], Path]:
+        """The newest checkpoint that loads; corrupt or truncated ones are skipped with a warning.
+
+        Step files are tried newest first and ``latest.pt`` last: a kill between writing
+        ``step_N.pt`` and relinking ``latest.pt`` leaves ``latest.pt`` one checkpoint behind.
+        A file carrying pickled code is never skipped silently: it stops the resume. ``warn``
+        receives each warning (default: :func:`warnings.warn`).
+        """
+        warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
+        candidates = [p for _, p in reversed(self.step_files())]
+        if self.latest.exists():
+            candidates.append(self.latest)
         errors = []
         for path in candidates:
             try:
                 return load_checkpoint(path), path
             except CheckpointError as exc:
-                if "refused" in exc.message:
+                if exc.message.startswith("refused"):
                     raise
                 errors.append(exc.message)
-                warnings.warn(f"skipping unusable checkpoint: {exc.message}", stacklevel=2)
+                warn(f"skipping unusable checkpoint: {exc.message}")
         if errors:
             raise CheckpointError(f"no usable checkpoint in {self.root}: " + "; ".join(errors))
         raise CheckpointError(f"no checkpoint in {self.root}",

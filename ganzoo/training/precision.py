@@ -15,6 +15,16 @@ from ganzoo.errors import RecipeError
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
+def grads_are_finite(optimizers: Iterable[torch.optim.Optimizer]) -> bool:
+    """Whether every gradient the optimizers would apply is finite (one device sync)."""
+    grads = [p.grad for opt in optimizers for group in opt.param_groups for p in group["params"]
+             if p.grad is not None]
+    if not grads:
+        return True
+    # The max-abs norm cannot overflow for finite values, and NaN propagates through it.
+    return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=float("inf"))))
+
+
 class Precision:
     """Autocast and loss scaling for one training run."""
 
@@ -27,6 +37,11 @@ class Precision:
         self.precision = precision
         self.device = device
         self.scalers: dict[str, torch.amp.GradScaler] = {}
+        # Set by the trainer (``train.nonfinite``): refuse updates whose gradients hold NaN/inf, which
+        # would poison the weights and the optimizer moments for good; refused groups are listed in
+        # ``skipped`` until the trainer reads them. fp16 leaves this to its GradScaler.
+        self.guard_nonfinite = False
+        self.skipped: list[str] = []
 
     @property
     def dtype(self) -> torch.dtype | None:
@@ -53,6 +68,10 @@ class Precision:
 
     def step(self, optimizers: Iterable[torch.optim.Optimizer], group: str) -> None:
         scaler = self.scaler(group)
+        optimizers = list(optimizers)
+        if scaler is None and self.guard_nonfinite and not grads_are_finite(optimizers):
+            self.skipped.append(group)
+            return
         for opt in optimizers:
             if scaler is not None:
                 scaler.step(opt)
