@@ -4,4 +4,6 @@ from __future__ import annotations
 from ganzoo.cli.app import main
 from ganzoo.cli import data_cmd, info_cmd, list_cmd, train_cmd  # noqa: F401  (each import attaches its sub-command)
 
+from ganzoo.cli import data_tools_cmd, export_cmd  # noqa: F401,E402  (download/check/edges; export)
+
 __all__ = ["main"]

@@ -5,6 +5,7 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from ganzoo import __version__
 from ganzoo.errors import GanzooError
@@ -14,9 +15,10 @@ err_console = Console(stderr=True)
 
 def print_error(error: GanzooError) -> None:
     """Print a user-facing error on one screen, without a traceback."""
-    err_console.print(f"[bold red]error:[/] {error.message}", highlight=False, markup=True, soft_wrap=True)
+    # escape(): messages quote user text such as `pip install "ganzoo[onnx]"`, which is not rich markup.
+    err_console.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False, markup=True, soft_wrap=True)
     if error.hint:
-        err_console.print(f"[yellow]hint:[/] {error.hint}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]hint:[/] {escape(error.hint)}", highlight=False, soft_wrap=True)
 
 
 class GanzooGroup(click.Group):
