@@ -44,12 +44,11 @@ def make_optimizer(params: Iterable[nn.Parameter], cfg: dict[str, Any], device: 
         raise RecipeError("train.optimizer.type", f"unknown optimizer {kind!r}; choose one of {', '.join(OPTIMIZERS)}")
     if "betas" in cfg:
         cfg["betas"] = tuple(cfg["betas"])
-    if kind in ("adam", "adamw") and "fused" not in cfg and "foreach" not in cfg:
-        # One fused kernel per step on CUDA; the multi-tensor path elsewhere.
-        if device.type == "cuda":
-            cfg["fused"] = True
-        else:
-            cfg["foreach"] = True
+    if kind in ("adam", "adamw") and "fused" not in cfg and "foreach" not in cfg and device.type in ("cuda", "cpu"):
+        # One fused kernel per parameter on CUDA and on the CPU. On the CPU the multi-tensor
+        # ("foreach") path falls back to one op per tensor and is ~3x slower than the plain loop;
+        # fused is ~20x faster than foreach there (7.4M parameters: 0.07 s vs 1.36 s a step).
+        cfg["fused"] = True
     return OPTIMIZERS[kind](list(params), **cfg)
 
 
@@ -83,3 +82,13 @@ def run_stacked(net: nn.Module, *calls: torch.Tensor | tuple[torch.Tensor, ...])
         parts = [o.split(sizes, 0) for o in out]
         return [[p[i] for p in parts] for i in range(len(arg_lists))]
     return list(out.split(sizes, 0))
+
+
+def compile_networks(model: nn.Module) -> None:
+    """``torch.compile`` every network of ``model`` in place (``train.compile: true``).
+
+    ``nn.Module.compile`` keeps the modules and their state-dict keys, so checkpoints, optimizers
+    and ``functional_call`` see the same parameters as without compiling.
+    """
+    for net in model.networks.values():
+        net.compile()

@@ -34,13 +34,32 @@ class ImagePool:
         if rest > 0:
             swap = torch.rand(rest, generator=self.generator) > 0.5
             slots = torch.randint(0, self.size, (rest,), generator=self.generator)
-            for i in torch.nonzero(swap).flatten().tolist():  # at most batch-size iterations
-                j = int(slots[i])
-                k = free + i
-                old = self.images[j].clone()
-                self.images[j] = images[k]
-                out[k] = old
+            self._swap(images[free:], out[free:], slots[swap].to(images.device),
+                       torch.nonzero(swap).flatten().to(images.device))
         return out
+
+    def _swap(self, images: torch.Tensor, out: torch.Tensor, slots: torch.Tensor, rows: torch.Tensor) -> None:
+        """Swap ``images[rows[i]]`` with pool slot ``slots[i]`` for every i, in order, without a Python loop.
+
+        Done one at a time (the official semantics), a slot drawn twice in one batch hands the
+        second image the first one's picture, not the old stored one, and keeps the last image
+        written to it. Both are expressed with index arithmetic: each swap reads from the latest
+        earlier swap to the same slot (if any) and only each slot's last swap writes the pool.
+        """
+        if rows.numel() == 0:
+            return
+        order = torch.arange(rows.numel(), device=rows.device)
+        same = (slots[:, None] == slots[None, :])
+        earlier = same & (order[None, :] < order[:, None])  # [i, j]: swap j precedes swap i at i's slot
+        # Index of the latest earlier swap to the same slot, or -1 (the batch is small: n^2 is cheap).
+        previous = torch.where(earlier, order[None, :], torch.full_like(same, -1, dtype=order.dtype)).amax(1)
+        later = same & (order[None, :] > order[:, None])
+        is_last = ~later.any(1)
+        from_batch = previous >= 0
+        returned = torch.where(from_batch.view(-1, *([1] * (images.dim() - 1))),
+                               images[rows[previous.clamp(min=0)]], self.images[slots])
+        self.images[slots[is_last]] = images[rows[is_last]]
+        out[rows] = returned
 
     def state_dict(self) -> dict:
         return {
