@@ -117,3 +117,24 @@ def test_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "nowhere" in result.output
     assert "Traceback" not in result.output
+
+
+def test_linear_decay_follows_epochs_and_epochs_decay(tmp_path: Path) -> None:
+    """max_steps keeps the recipe's constant:decay ratio (1:3 here): 2 constant steps, then 6 of decay."""
+    from ganzoo.recipe import prepare_recipe
+    from ganzoo.training.trainer import Trainer
+
+    name = "quickstart_pix2pix"
+    overrides = tiny_args(name, tmp_path / "data", steps=8)[1::2] + ["train.epochs=1", "train.epochs_decay=3"]
+    trainer = Trainer(prepare_recipe(RECIPES / f"{name}.yaml", overrides), tmp_path / "run", show_progress=False)
+    assert (trainer.total_steps, trainer.decay_steps) == (8, 6)
+    opt, sched = trainer.model.optimizers["G"], trainer.schedulers["G"]
+    lrs = []
+    for _ in range(8):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    base = 2e-4
+    assert lrs[:2] == pytest.approx([base] * 2)
+    assert lrs[2:] == pytest.approx([base * k / 7 for k in range(6, 0, -1)])
+    assert lrs[-1] == pytest.approx(base / 7)

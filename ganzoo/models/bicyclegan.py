@@ -56,6 +56,7 @@ class BicycleGAN(ModelSpec, nn.Module):
     loss_weights: ClassVar[dict[str, float]] = {"gan": 1.0, "gan2": 1.0, "l1": 10.0, "latent": 0.5, "kl": 0.01,
                                                 "l1_random": 0.0}
     default_gan_loss: ClassVar[str] = "lsgan"
+    recipe_defaults: ClassVar[dict[str, Any]] = {"model.init": {"type": "xavier", "gain": 0.02}}
 
     @classmethod
     def required_networks(cls, model_cfg: dict[str, Any]) -> list[str]:

@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader
 
 from ganzoo.errors import CheckpointError, DataError, GanzooError, RecipeError
 from ganzoo.registry import build, get_component
-from ganzoo.training.checkpoint import CheckpointDir, load_network_state
-from ganzoo.training.device import resolve_device
+from ganzoo.training.checkpoint import CheckpointDir, estimate_checkpoint_bytes, load_network_state
+from ganzoo.training.distributed import batch_multiple, check_batch_size, setup_distributed, wrap_networks
 from ganzoo.training.rng import rng_state, seed_everything, set_rng_state
 from ganzoo.training.run_log import RunLog
 from ganzoo.training.sampler import ResumableBatchSampler
@@ -101,14 +101,24 @@ class Trainer:
         train, log = recipe["train"], recipe["log"]
         self.checkpoints = CheckpointDir(self.out_dir / "checkpoints", keep_last=int(log.get("keep_last", 3)))
         self._check_out_dir()
-        self.device = resolve_device(train["device"])
+        # One process, or one rank of a torchrun launch (rank, device and process group from the env).
+        self.dist = setup_distributed(train["device"])
+        self.device = self.dist.device
         seed_everything(int(train["seed"]))
+        # Rank 0 generates the shapes world (when the recipe asks) before the other ranks read it.
+        if not self.dist.is_main:
+            self.dist.barrier()
         self.dataset = make_dataset(recipe, "train")
-        self.batch_size = int(train["batch_size"])
+        if self.dist.is_main:
+            self.dist.barrier()
+        self.batch_size = int(train["batch_size"])  # the global batch, split over the ranks
+        model_cls = get_component("model", recipe["model"]["type"]).factory
+        local_batch = check_batch_size(self.batch_size, self.dist.world_size, batch_multiple(model_cls))
         if len(self.dataset) < self.batch_size:
             raise DataError(f"{recipe['data']['root']}: the training split has {len(self.dataset)} image(s), "
                             f"fewer than train.batch_size={self.batch_size}")
-        self.sampler = ResumableBatchSampler(len(self.dataset), self.batch_size, seed=int(train["seed"]))
+        self.sampler = ResumableBatchSampler(len(self.dataset), local_batch, seed=int(train["seed"]),
+                                             rank=self.dist.rank, world_size=self.dist.world_size)
         self.steps_per_epoch = len(self.sampler)
         self.total_steps, self.decay_steps = schedule_lengths(recipe, self.steps_per_epoch)
         workers = int(recipe["data"].get("workers", 0))
@@ -116,13 +126,22 @@ class Trainer:
         # which a resumed run must replay exactly.
         self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=workers,
                                  pin_memory=self.device.type == "cuda", generator=torch.Generator())
-        model_cls = get_component("model", recipe["model"]["type"]).factory
         self.model = model_cls(recipe, self.device)
         if train.get("channels_last"):
             self.model.networks.to(memory_format=torch.channels_last)
+        wrap_networks(self.model, self.dist, self.console)
+        self.dist.seed_rank_stream(int(train["seed"]), 0)
         self.schedulers = {name: self._make_scheduler(opt) for name, opt in self.model.optimizers.items()}
         self.step = 0
         self._stop_signal: int | None = None
+        # train.nonfinite: the models' Precision refuses updates with NaN/inf gradients; the trainer
+        # then stops (naming the loss and step) or counts the step as skipped.
+        self.nonfinite = str(train.get("nonfinite", "stop"))
+        self.skipped_steps = 0
+        if hasattr(self.model, "precision"):
+            self.model.precision.guard_nonfinite = True
+        if self.dist.is_main:  # a disk that cannot hold a checkpoint fails now, not hours from now
+            self.checkpoints.check_space(estimate_checkpoint_bytes(self.state(), self.model.optimizers.values()))
         self._sample_batch, self._sample_z = self._fixed_samples()
 
     # -- set-up -------------------------------------------------------------------------------
@@ -144,8 +163,8 @@ class Trainer:
     def _make_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
         spec = dict(self.recipe["train"].get("scheduler") or {"type": "linear"})
         kind = spec.pop("type")
-        if kind == "linear":
-            spec.setdefault("decay_steps", self.decay_steps)
+        if kind == "linear" and spec.get("decay_steps") is None:
+            spec["decay_steps"] = self.decay_steps
         return build("scheduler", kind, optimizer=optimizer, total_steps=max(1, self.total_steps), **spec)
 
     def _fixed_samples(self) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
@@ -178,16 +197,31 @@ class Trainer:
             if name not in payload["networks"]:
                 raise CheckpointError(f"{source} has no network {name} (it has {', '.join(payload['networks'])})")
             load_network_state(name, net, payload["networks"][name], source)
-        for name, opt in self.model.optimizers.items():
-            opt.load_state_dict(payload["optimizers"][name])
-        for name, sched in self.schedulers.items():
-            sched.load_state_dict(payload["schedulers"][name])
+        parts = (("optimizer", self.model.optimizers, payload.get("optimizers", {})),
+                 ("scheduler", self.schedulers, payload.get("schedulers", {})))
+        for what, own, stored in parts:
+            for name, obj in own.items():
+                if name not in stored:
+                    raise CheckpointError(f"{source} has no {what} state for {name} (it has {', '.join(stored)})",
+                                          hint="the checkpoint was made by another recipe or ganzoo version")
+                try:
+                    obj.load_state_dict(stored[name])
+                except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+                    raise CheckpointError(f"{what} {name} in {source} does not fit this recipe's: {exc}",
+                                          hint="the checkpoint was made by another recipe or ganzoo version") from None
         self.model.load_extra_state(payload.get("model_state", {}))
         set_rng_state(payload["rng"])
         self.step = int(payload["step"])
+        self.dist.seed_rank_stream(int(self.recipe["train"]["seed"]), self.step)
 
     def save_checkpoint(self, milestone: bool = False) -> Path:
-        return self.checkpoints.save(self.state(), self.step, milestone=milestone)
+        # Rank 0 writes; the barrier keeps other ranks from finishing before the file exists.
+        if self.dist.is_main:
+            path = self.checkpoints.save(self.state(), self.step, milestone=milestone)
+        else:
+            path = self.checkpoints.root / f"step_{self.step:08d}.pt"
+        self.dist.barrier()
+        return path
 
     # -- the loop ----------------------------------------------------------------------------
     def request_stop(self, signum: int = signal.SIGINT) -> None:
@@ -207,28 +241,58 @@ class Trainer:
             else:
                 sched.step()
 
-    def _check_finite(self, losses: dict[str, torch.Tensor]) -> None:
-        values = torch.stack([v.float().reshape(()) for v in losses.values()])
-        if bool(torch.isfinite(values).all()):
+    def _snapshot_buffers(self) -> list[torch.Tensor] | None:
+        """Copies of the running statistics, which a skipped step must not change (``nonfinite: skip``)."""
+        if self.nonfinite != "skip":
+            return None
+        return [b.detach().clone() for b in self.model.networks.buffers()]
+
+    def _check_finite(self, losses: dict[str, torch.Tensor], buffers: list[torch.Tensor] | None = None) -> None:
+        """Stop, or count a skipped step, when a loss or a gradient of this step was NaN/inf."""
+        precision = getattr(self.model, "precision", None)
+        refused = list(getattr(precision, "skipped", []))
+        if precision is not None:
+            precision.skipped.clear()
+        values = torch.stack([v.float().reshape(()) for v in losses.values()]) if losses else torch.zeros(1)
+        if not refused and bool(torch.isfinite(values).all()):
             return
         bad = [k for k, v in losses.items() if not math.isfinite(float(v))]
+        what = f"loss {', '.join(bad)}" if bad else "the gradients"
+        not_applied = f"the update(s) of {', '.join(refused)} were not applied" if refused else "the updates were applied"
+        if self.nonfinite == "skip":
+            if buffers is not None:  # running statistics saw the same non-finite forward pass
+                with torch.no_grad():
+                    for own, saved in zip(self.model.networks.buffers(), buffers):
+                        own.copy_(saved)
+            self.skipped_steps += 1
+            if self.dist.is_main:
+                self.console.print(f"[yellow]step {self.step + 1}: {what} non-finite; {not_applied} "
+                                   f"(train.nonfinite=skip, {self.skipped_steps} skipped so far)[/]")
+            return
+        last = self.checkpoints.step_files()
+        kept = (f"the last good checkpoint {last[-1][1]} is untouched" if last
+                else "no checkpoint had been written yet")
         raise NonFiniteLoss(
-            f"loss {', '.join(bad)} became non-finite at step {self.step + 1}; training stopped and the last "
-            f"checkpoint in {self.checkpoints.root} is untouched",
-            hint="lower train.optimizer.lr, use train.precision=fp32, or resume from the last checkpoint")
+            f"{what} became non-finite at step {self.step + 1} ({not_applied}); training stopped and {kept}",
+            hint="lower train.optimizer.lr, use train.precision=fp32, set train.nonfinite=skip to skip such "
+                 f"steps, or resume with `ganzoo train --resume {self.out_dir}`")
 
     def run(self) -> TrainResult:
         """Train to ``total_steps`` (resuming first when asked), then write a final checkpoint."""
         from ganzoo.recipe import dump_recipe
 
         if self.resume:
-            payload, path = self.checkpoints.load_latest()
+            self.checkpoints.remove_stale_temp_files()  # left by a run killed mid-write
+            payload, path = self.checkpoints.load_latest(
+                warn=lambda message: self.console.print(f"[yellow]warning:[/] {message}", highlight=False))
             self.load_state(payload, str(path))
-            self.console.print(f"resumed from {path} at step {self.step}/{self.total_steps}")
-        else:
+            if self.dist.is_main:
+                self.console.print(f"resumed from {path} at step {self.step}/{self.total_steps}")
+        elif self.dist.is_main:
             (self.out_dir / "recipe.yaml").write_text(dump_recipe(self.recipe))
         log = self.recipe["log"]
-        run_log = RunLog(self.out_dir, self.recipe, enabled=True)
+        main = self.dist.is_main  # rank 0 alone logs, writes samples and checkpoints
+        run_log = RunLog(self.out_dir, self.recipe, enabled=main)
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous = {}
         if in_main_thread:
@@ -238,7 +302,7 @@ class Trainer:
         start_step = self.step
         last_losses: dict[str, torch.Tensor] = {}
         try:
-            with run_log.progress(self.total_steps, self.step, enabled=self.show_progress) as progress:
+            with run_log.progress(self.total_steps, self.step, enabled=self.show_progress and main) as progress:
                 while self.step < self.total_steps:
                     epoch, position = divmod(self.step, self.steps_per_epoch)
                     if hasattr(self.dataset, "set_epoch"):
@@ -246,18 +310,21 @@ class Trainer:
                     self.sampler.set_position(epoch, position)
                     for batch in self.loader:
                         self.model.train()
+                        buffers = self._snapshot_buffers()
                         last_losses = self.model.train_step(batch)
-                        self._check_finite(last_losses)
+                        # Several ranks: average the losses and agree on stopping (one all-reduce).
+                        last_losses, stop = self.dist.agree(last_losses, self._stop_signal is not None)
+                        self._check_finite(last_losses, buffers)
                         self._step_schedulers(last_losses)
                         self.step += 1
                         progress.advance(self.step, last_losses)
                         if self.step % int(log["every"]) == 0 or self.step == self.total_steps:
                             run_log.scalars(self.step, last_losses, self.model.optimizers)
-                        if self.step % int(log["samples_every"]) == 0 or self.step == self.total_steps:
+                        if main and (self.step % int(log["samples_every"]) == 0 or self.step == self.total_steps):
                             self.write_samples(run_log)
                         if self.step % int(log["checkpoint_every"]) == 0 and self.step < self.total_steps:
                             self.save_checkpoint()
-                        if self._stop_signal is not None:
+                        if stop:
                             path = self.save_checkpoint()
                             raise TrainingInterrupted(
                                 f"stopped at step {self.step}/{self.total_steps}; checkpoint written to {path}",
@@ -274,8 +341,10 @@ class Trainer:
                              {k: float(v) for k, v in last_losses.items()}, seconds)
         summary = {"step": result.step, "total_steps": result.total_steps, "losses": result.losses,
                    "seconds": round(seconds, 3), "steps_this_session": self.step - start_step,
-                   "device": str(self.device)}
-        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+                   "device": str(self.device), "world_size": self.dist.world_size,
+                   "skipped_steps": self.skipped_steps}
+        if main:
+            (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return result
 
     @torch.no_grad()
