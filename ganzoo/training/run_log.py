@@ -1,4 +1,9 @@
-"""What a run shows while it trains: a rich progress bar, TensorBoard scalars and image grids."""
+"""What a run shows while it trains: a rich progress bar, TensorBoard scalars and image grids.
+
+TensorBoard gets the losses and learning rates (scalars), sample grids (images), the resolved
+recipe (text), and, when the run closes, its hyper-parameters with the final losses as metrics, so
+runs of different recipes compare side by side in the HParams tab.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -25,6 +30,27 @@ def image_grid(rows: list[torch.Tensor]) -> torch.Tensor:
     stacked = torch.stack(columns, 1).flatten(0, 1)  # input-major: one grid row per input
     grid = make_grid(stacked, nrow=len(columns), padding=2, pad_value=1.0, normalize=True, value_range=(-1, 1))
     return grid
+
+
+def flat_hparams(recipe: dict[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
+    """The recipe as ``{"model.networks.G.ngf": 64, ...}``: dotted keys, TensorBoard-friendly values.
+
+    Lists become their text (``"[0.5, 0.999]"``), null becomes ``"null"``; ``data.root`` and the
+    logging cadence are left out, since they say where and how often, not what was trained.
+    """
+    skip = {"data.root", "log", "plugins", "name"}
+    flat: dict[str, bool | int | float | str] = {}
+    for key, value in recipe.items():
+        dotted = f"{prefix}{key}"
+        if dotted in skip:
+            continue
+        if isinstance(value, dict):
+            flat.update(flat_hparams(value, dotted + "."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[dotted] = value
+        else:
+            flat[dotted] = "null" if value is None else str(value)
+    return flat
 
 
 class _Progress:
@@ -58,6 +84,9 @@ class RunLog:
         self.samples_dir = self.out_dir / "samples"
         self.samples_dir.mkdir(parents=True, exist_ok=True)
         self.writer = SummaryWriter(log_dir=str(self.out_dir / "logs")) if enabled else None
+        self.recipe = recipe
+        self.last_step = 0
+        self.last_losses: dict[str, float] = {}
         if self.writer is not None:
             self.writer.add_text("recipe", "```yaml\n" + dump_recipe(recipe) + "\n```", 0)
 
@@ -75,8 +104,10 @@ class RunLog:
     def scalars(self, step: int, losses: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer]) -> None:
         if self.writer is None:
             return
-        for name, value in losses.items():
-            self.writer.add_scalar(f"loss/{name}", float(value), step)
+        self.last_step = step
+        self.last_losses = {name: float(value) for name, value in losses.items()}
+        for name, value in self.last_losses.items():
+            self.writer.add_scalar(f"loss/{name}", value, step)
         for name, opt in optimizers.items():
             self.writer.add_scalar(f"lr/{name}", opt.param_groups[0]["lr"], step)
 
@@ -88,6 +119,22 @@ class RunLog:
             self.writer.add_image("samples", grid, step)
         return path
 
+    def hparams(self) -> None:
+        """Write the recipe's hyper-parameters with the last logged losses as ``final/<loss>`` metrics."""
+        if self.writer is None or not self.last_losses:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        metrics = {f"final/{name}": value for name, value in self.last_losses.items()}
+        # The plain-writer form of SummaryWriter.add_hparams, which would open a second run folder.
+        experiment, start, end = hparams(flat_hparams(self.recipe), metrics)
+        file_writer = self.writer._get_file_writer()
+        for summary in (experiment, start, end):
+            file_writer.add_summary(summary, self.last_step)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, self.last_step)
+
     def close(self) -> None:
         if self.writer is not None:
+            self.hparams()
             self.writer.close()
