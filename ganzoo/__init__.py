@@ -5,11 +5,20 @@ The public API::
     ganzoo.build(kind, name, **kwargs)     # any registered component
     ganzoo.list_components(kind=None)      # {kind: [names]}
     ganzoo.register(kind, name)            # decorator for your own components
+    ganzoo.load(run_or_checkpoint)         # a trained model: model.networks["G"], model.sample(A, num_z=8)
 """
 from ganzoo.errors import GanzooError
 from ganzoo.registry import KINDS, build, get_component, list_components, register, register_preset
 
 __version__ = "0.1.0"
+
+
+def load(run_or_checkpoint, device=None):  # type: ignore[no-untyped-def]
+    """Load a trained model from a run folder or checkpoint; see :func:`ganzoo.inference.load`."""
+    from ganzoo.inference import load as _load
+
+    return _load(run_or_checkpoint, device=device)
+
 
 __all__ = [
     "KINDS",
@@ -18,6 +27,7 @@ __all__ = [
     "build",
     "get_component",
     "list_components",
+    "load",
     "register",
     "register_preset",
 ]

@@ -6,4 +6,6 @@ from ganzoo.cli import data_cmd, info_cmd, list_cmd, train_cmd  # noqa: F401  (e
 
 from ganzoo.cli import data_tools_cmd, export_cmd  # noqa: F401,E402  (download/check/edges; export)
 
+from ganzoo.cli import eval_cmd, import_cmd, sample_cmd  # noqa: F401,E402  (sample, eval, import-official)
+
 __all__ = ["main"]
