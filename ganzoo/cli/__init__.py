@@ -8,4 +8,8 @@ from ganzoo.cli import data_tools_cmd, export_cmd  # noqa: F401,E402  (download/
 
 from ganzoo.cli import eval_cmd, import_cmd, sample_cmd  # noqa: F401,E402  (sample, eval, import-official)
 
+from ganzoo.cli import bench_cmd  # noqa: F401,E402  (bench)
+
+from ganzoo.cli import ablate_cmd  # noqa: F401,E402  (ablate)
+
 __all__ = ["main"]
