@@ -13,6 +13,7 @@ the ``GANZOO_LPIPS_BACKBONE`` environment variable; otherwise an error says what
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,9 @@ def load_lpips(net: str = "alex", version: str = "0.0", backbone_weights: str | 
         raise MetricUnavailable("diversity needs the 'lpips' package", hint="pip install lpips") from None
     weights = None if random_backbone else find_backbone_weights(net, backbone_weights)
     # pnet_rand=True: the lpips package would otherwise ask torchvision to download the backbone.
-    model = lpips.LPIPS(net=net, version=version, pnet_rand=True, verbose=False)
+    with warnings.catch_warnings():  # torchvision's deprecation notes about lpips' `pretrained=` argument
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net=net, version=version, pnet_rand=True, verbose=False)
     if weights is not None:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         own = model.net.state_dict()
