@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
 import re
 import shutil
 import warnings
@@ -97,6 +98,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if not _carries_code(path):
+            raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({_unpickling_detail(exc)})") from None
         raise CheckpointError(
             f"refused to load {path}: it holds pickled Python objects beyond tensors and plain data, and "
             f"unpickling them could run code ({_unpickling_detail(exc)}); nothing in it was executed",
@@ -111,6 +114,36 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if payload.get("version", 0) > VERSION:
         raise CheckpointError(f"{path} was written by a newer ganzoo (format {payload['version']} > {VERSION})")
     return payload
+
+
+# Opcodes that import or call something: a pickle with none of them is only plain data.
+_CODE_OPCODES = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "BUILD"})
+
+
+def _carries_code(path: Path) -> bool:
+    """Whether a file the weights-only loader rejected holds pickled code, rather than being damaged.
+
+    A complete torch zip archive that the weights-only unpickler rejects carries objects beyond
+    tensors and plain data. A file that is not a zip is a torn archive (ganzoo only writes zips) unless
+    it is a bare pickle stream (starts with the PROTO opcode) that imports or calls something.
+    """
+    if zipfile.is_zipfile(path):
+        return True
+    data = path.read_bytes()
+    position = 0
+    while position < len(data) and data[position:position + 1] == b"\x80":
+        try:
+            for opcode, _, at in pickletools.genops(data[position:]):
+                if opcode.name in _CODE_OPCODES:
+                    return True
+                if opcode.name == "STOP":
+                    position += at + 1
+                    break
+            else:
+                return False
+        except Exception:  # a torn stream: what was readable held no code
+            return False
+    return False
 
 
 def _unpickling_detail(exc: BaseException) -> str:
