@@ -111,6 +111,9 @@ TRAIN: dict[str, Key] = {
     "channels_last": Key(False, bool, "channels-last memory format"),
     "compile": Key(False, bool, "torch.compile the networks"),
     "nonfinite": Key("stop", str, "what a NaN/inf loss does", choices=("stop", "skip")),
+    "eval_every": Key(None, int, "evaluate on the val split every N steps (null: never)", nullable=True, minimum=1),
+    "eval_metrics": Key(None, list, "metrics evaluated during training (null: all that apply)", nullable=True,
+                        item_type=str),
 }
 
 LOG: dict[str, Key] = {

@@ -133,6 +133,8 @@ class Trainer:
         self.dist.seed_rank_stream(int(train["seed"]), 0)
         self.schedulers = {name: self._make_scheduler(opt) for name, opt in self.model.optimizers.items()}
         self.step = 0
+        self._eval_data: Any = None  # the val split, built on the first train.eval_every evaluation
+        self._eval_off = False
         self._stop_signal: int | None = None
         # train.nonfinite: the models' Precision refuses updates with NaN/inf gradients; the trainer
         # then stops (naming the loss and step) or counts the step as skipped.
@@ -322,6 +324,10 @@ class Trainer:
                             run_log.scalars(self.step, last_losses, self.model.optimizers)
                         if main and (self.step % int(log["samples_every"]) == 0 or self.step == self.total_steps):
                             self.write_samples(run_log)
+                        eval_every = self.recipe["train"].get("eval_every")
+                        if main and eval_every and not self._eval_off and (self.step % int(eval_every) == 0
+                                                    or self.step == self.total_steps):
+                            self.evaluate(run_log)
                         if self.step % int(log["checkpoint_every"]) == 0 and self.step < self.total_steps:
                             self.save_checkpoint()
                         if stop:
@@ -345,6 +351,26 @@ class Trainer:
                    "skipped_steps": self.skipped_steps}
         if main:
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        return result
+
+    def evaluate(self, run_log: RunLog) -> dict[str, Any] | None:
+        """Score the model on the val split (``train.eval_every``): TensorBoard ``eval/*`` and OUT/eval.jsonl."""
+        from ganzoo.evaluation import evaluate, evaluation_dataset, log_to_tensorboard
+
+        if self._eval_data is None:
+            try:
+                self._eval_data = evaluation_dataset(self.recipe, "val")
+            except (DataError, RecipeError) as exc:
+                self.console.print(f"[yellow]train.eval_every: no val split to evaluate on ({exc.message}); "
+                                   "evaluation is off for this run[/]")
+                self._eval_off = True
+                return None
+        result = evaluate(self.model, dataset=self._eval_data, metrics=self.recipe["train"].get("eval_metrics"))
+        result["step"] = self.step
+        if run_log.writer is not None:
+            log_to_tensorboard(result, run_log.writer, self.step)
+        with open(self.out_dir / "eval.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(result) + "\n")
         return result
 
     @torch.no_grad()
