@@ -287,3 +287,23 @@ def test_missing_optimizer_state_is_a_clear_error(data_root: Path, tmp_path: Pat
     with pytest.raises(CheckpointError, match="no optimizer state for D"):
         trainer(data_root, tmp_path / "fresh").load_state(payload, "x")
     assert isinstance(CheckpointError("x"), GanzooError)
+
+
+# -- data ------------------------------------------------------------------------------------------
+def test_images_of_different_sizes_in_one_batch_name_the_files(tmp_path: Path) -> None:
+    from PIL import Image
+    from torch.utils.data import DataLoader
+
+    from ganzoo.data.aligned import AlignedDataset
+    from ganzoo.data.collate import collate_items
+    from ganzoo.errors import DataError
+
+    (tmp_path / "train").mkdir()
+    Image.new("RGB", (64, 32)).save(tmp_path / "train" / "a.png")
+    Image.new("RGB", (128, 64)).save(tmp_path / "train" / "b.png")
+    dataset = AlignedDataset(tmp_path, preprocess="none", flip=False)
+    with pytest.raises(DataError, match=r"b.png becomes 64x64 after preprocessing, but .*a.png becomes 32x32"):
+        next(iter(DataLoader(dataset, batch_size=2, collate_fn=collate_items)))
+    same_size = AlignedDataset(tmp_path, preprocess="resize_and_crop", load_size=32, crop_size=32)
+    batch = next(iter(DataLoader(same_size, batch_size=2, collate_fn=collate_items)))
+    assert batch["A"].shape == (2, 3, 32, 32) and batch["A_path"][1].endswith("b.png")
