@@ -245,6 +245,7 @@ def import_official(files: Sequence[str], recipe: dict[str, Any], out: str | os.
         if name in named:
             raise GanzooError(f"two files for network {name}: {named[name]} and {path}")
         named[name] = Path(path)
+    states = {name: read_official(path) for name, path in named.items()}
     model = build_model(recipe, "cpu")
     networks = dict(model.networks.items())
     unknown = [n for n in named if n not in networks]
@@ -257,7 +258,7 @@ def import_official(files: Sequence[str], recipe: dict[str, Any], out: str | os.
         raise GanzooError(f"no file for network {', '.join(missing)}: generators and encoders cannot be left "
                           "at their random initialisation")
     for name, path in named.items():
-        state = convert_official_state(networks[name], read_official(path), name=name, source=str(path))
+        state = convert_official_state(networks[name], states[name], name=name, source=str(path))
         networks[name].load_state_dict(state)
     payload = {
         "format": FORMAT, "version": VERSION, "step": 0, "recipe": recipe,
