@@ -307,3 +307,23 @@ def test_images_of_different_sizes_in_one_batch_name_the_files(tmp_path: Path) -
     same_size = AlignedDataset(tmp_path, preprocess="resize_and_crop", load_size=32, crop_size=32)
     batch = next(iter(DataLoader(same_size, batch_size=2, collate_fn=collate_items)))
     assert batch["A"].shape == (2, 3, 32, 32) and batch["A_path"][1].endswith("b.png")
+
+
+# -- recipes through the command line ---------------------------------------------------------------
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda r: r["train"].update(batch_sise=2), "did you mean 'batch_size'"),
+    (lambda r: r["train"].update(batch_size="two"), "train.batch_size"),
+    (lambda r: r["train"].update(batch_size=0), "train.batch_size"),
+    (lambda r: r["model"]["networks"]["D"].update(input_nc=3), "model.networks.D.input_nc"),
+    (lambda r: r.update(base="r.yaml"), "inheritance cycle"),
+    (lambda r: r.update(base="missing.yaml"), "missing.yaml does not exist"),
+])
+def test_recipe_mistakes_exit_2_on_one_screen(data_root: Path, tmp_path: Path, mutate: Any, expected: str) -> None:
+    raw = tiny_recipe("pix2pix", data_root)
+    mutate(raw)
+    path = write_recipe(raw, tmp_path / "r.yaml")
+    result = invoke(["train", str(path), "--out", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output and "Traceback" not in result.output
+    assert len(result.output.splitlines()) <= 6
+    assert not (tmp_path / "run").exists()
