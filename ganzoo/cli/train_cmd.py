@@ -22,19 +22,24 @@ RESUMABLE_OVERRIDES = ("train.max_steps", "train.epochs", "train.epochs_decay", 
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Continue the run in this folder from its last complete checkpoint.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train on N processes of this machine (one per GPU, or CPU workers), as "
+                   "`torchrun --nproc-per-node N -m ganzoo train` does; train.batch_size is the global batch.")
 def train_command(recipe: Path | None, overrides: tuple[str, ...], out_dir: Path | None, resume_dir: Path | None,
-                  no_progress: bool) -> None:
+                  no_progress: bool, nproc: int = 1) -> None:
     """Train the model a RECIPE describes (or resume a run with --resume RUN_DIR)."""
     from ganzoo.recipe import prepare_recipe, resolve_recipe
     from ganzoo.recipe.load import apply_override
     from ganzoo.training.checkpoint import CheckpointDir
+    from ganzoo.training.distributed import shutdown_distributed
     from ganzoo.training.trainer import Trainer
 
     console = Console(stderr=True)
     if resume_dir is not None:
         if out_dir is not None and out_dir.resolve() != resume_dir.resolve():
             raise GanzooError("--out and --resume name different folders; a resumed run stays in its folder")
-        payload, _ = CheckpointDir(resume_dir / "checkpoints").load_latest()
+        # Only the stored recipe is needed here; the trainer reports any checkpoint it has to skip.
+        payload, _ = CheckpointDir(resume_dir / "checkpoints").load_latest(warn=lambda message: None)
         resolved = payload["recipe"]
         if recipe is not None:
             console.print(f"[yellow]note:[/] resuming uses the recipe stored in {resume_dir}; {recipe} is ignored")
@@ -53,11 +58,48 @@ def train_command(recipe: Path | None, overrides: tuple[str, ...], out_dir: Path
             raise click.UsageError("give a RECIPE to train, or --resume RUN_DIR")
         resolved = prepare_recipe(recipe, list(overrides))
         out_dir = out_dir or Path("runs") / str(resolved.get("name") or recipe.stem)
-    trainer = Trainer(resolved, out_dir, resume=resume_dir is not None, show_progress=not no_progress,
-                      console=console)
-    console.print(f"[bold]ganzoo train[/] {resolved.get('name', '')}: {trainer.total_steps} steps on "
-                  f"{trainer.device}, {len(trainer.dataset)} training images -> {out_dir}")
-    result = trainer.run()
-    console.print(f"[green]done[/]: step {result.step}/{result.total_steps} in {result.seconds:.1f}s; "
-                  f"samples in {out_dir / 'samples'}, TensorBoard logs in {out_dir / 'logs'}, "
-                  f"checkpoints in {out_dir / 'checkpoints'}")
+    if nproc > 1:
+        _launch_workers(nproc, resolved, recipe if resume_dir is None else None, overrides, out_dir,
+                        resume_dir is not None, no_progress)
+        return
+    try:
+        trainer = Trainer(resolved, out_dir, resume=resume_dir is not None, show_progress=not no_progress,
+                          console=console)
+        main_rank = trainer.dist.is_main  # under torchrun, rank 0 alone speaks
+        if main_rank:
+            processes = f" x {trainer.dist.world_size} processes" if trainer.dist.enabled else ""
+            console.print(f"[bold]ganzoo train[/] {resolved.get('name', '')}: {trainer.total_steps} steps on "
+                          f"{trainer.device}{processes}, {len(trainer.dataset)} training images -> {out_dir}")
+        result = trainer.run()
+    finally:
+        shutdown_distributed()
+    if main_rank:
+        console.print(f"[green]done[/]: step {result.step}/{result.total_steps} in {result.seconds:.1f}s; "
+                      f"samples in {out_dir / 'samples'}, TensorBoard logs in {out_dir / 'logs'}, "
+                      f"checkpoints in {out_dir / 'checkpoints'}")
+
+
+def _launch_workers(nproc: int, resolved: dict, recipe: Path | None, overrides: tuple[str, ...], out_dir: Path,
+                    resume: bool, no_progress: bool) -> None:
+    """``ganzoo train --nproc N``: check what can be checked once, then start N ranks via torchrun's launcher."""
+    from ganzoo.registry import get_component
+    from ganzoo.training.distributed import batch_multiple, check_batch_size, launch, launch_environment
+
+    if launch_environment()[1] > 1:
+        raise GanzooError("--nproc was given to a process that torchrun already started",
+                          hint="use either torchrun --nproc-per-node N or ganzoo train --nproc N, not both")
+    model_cls = get_component("model", resolved["model"]["type"]).factory
+    check_batch_size(int(resolved["train"]["batch_size"]), nproc, batch_multiple(model_cls))
+    root = click.get_current_context().find_root()
+    child: list[str] = []
+    for plugin in root.params.get("plugins") or ():
+        child += ["--plugin", plugin]
+    child.append("train")
+    if recipe is not None:
+        child.append(str(recipe))
+    for item in overrides:
+        child += ["--set", item]
+    child += ["--resume", str(out_dir)] if resume else ["--out", str(out_dir)]
+    if no_progress:
+        child.append("--no-progress")
+    launch(nproc, child)
