@@ -122,9 +122,12 @@ class Trainer:
         self.steps_per_epoch = len(self.sampler)
         self.total_steps, self.decay_steps = schedule_lengths(recipe, self.steps_per_epoch)
         workers = int(recipe["data"].get("workers", 0))
+        from ganzoo.data.collate import collate_items  # a size mismatch names its files
+
         # The loader's own generator keeps its per-epoch seed draw out of the global RNG stream,
         # which a resumed run must replay exactly.
         self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=workers,
+                                 collate_fn=collate_items,
                                  pin_memory=self.device.type == "cuda", generator=torch.Generator())
         self.model = model_cls(recipe, self.device)
         if train.get("channels_last"):
