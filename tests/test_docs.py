@@ -1,6 +1,7 @@
 """The reference pages in docs/ are what the code says, and every documentation link resolves."""
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 
@@ -20,7 +21,13 @@ def _no_installed_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_generated_pages_are_up_to_date() -> None:
     stale = docs_gen.stale_pages(DOCS)
-    assert not stale, f"{', '.join(stale)} out of date: run `python -m ganzoo.docs_gen` and commit the result"
+    diff = ""
+    if stale:
+        name = stale[0]
+        committed = (DOCS / name).read_text(encoding="utf-8").splitlines() if (DOCS / name).is_file() else []
+        diff = "\n".join(list(difflib.unified_diff(committed, docs_gen.PAGES[name]().splitlines(), "committed",
+                                                   "generated", lineterm=""))[:40])
+    assert not stale, f"{', '.join(stale)} out of date: run `python -m ganzoo.docs_gen` and commit the result\n{diff}"
 
 
 def _schema_paths(fields: dict, prefix: str) -> list[str]:

@@ -24,6 +24,14 @@ EXAMPLES = REPO / "plugins"
 def clean_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str]]]:
     """Isolate plugin state: forget loaded plugins and unregister what they added afterwards."""
     list_components()  # the built-ins first, so they are not mistaken for plugin registrations
+    # The example plugins may already be imported in this process (their own tests): set them
+    # aside, so each test here imports them afresh, and put them back afterwards.
+    examples = {("discriminator", "sn_patchgan"), ("gan_loss", "smooth_hinge")}
+    stashed = {(k, n): registry(k).get(n) for k, n in examples if n in registry(k)}
+    for kind, name in stashed:
+        registry(kind).remove(name)
+    example_modules = {m: sys.modules.pop(m) for m in list(sys.modules)
+                       if m.startswith(("ganzoo_sn_patchgan", "ganzoo_smooth_hinge"))}
     before = {kind: set(registry(kind).names()) for kind in ("discriminator", "gan_loss", "generator", "norm")}
     monkeypatch.setattr(plugins, "_loaded", {})
     monkeypatch.setattr(plugins, "_entry_points_loaded", False)
@@ -36,6 +44,9 @@ def clean_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, s
     for name in set(sys.modules) - modules:
         if name.startswith(("ganzoo_plugin_", "ganzoo_sn_patchgan", "ganzoo_smooth_hinge", "my_")):
             del sys.modules[name]
+    sys.modules.update(example_modules)
+    for (kind, name), entry in stashed.items():
+        registry(kind).add(name, entry.factory, description=entry.description, override=True)
 
 
 def install_fake_distribution(site: Path, name: str, entry_points: dict[str, str]) -> None:

@@ -46,3 +46,8 @@ def register_components() -> None:
     if "smooth_hinge" in losses and losses.get("smooth_hinge").factory is SmoothHingeGANLoss:
         return  # already registered by an earlier call; another owner of the name is still an error
     register("gan_loss", "smooth_hinge")(SmoothHingeGANLoss)
+
+
+# Importing the module registers too, so `ganzoo --plugin ganzoo_smooth_hinge` and a recipe's
+# `plugins: [ganzoo_smooth_hinge]` work as well as the entry point (which then finds it done).
+register_components()
