@@ -184,7 +184,6 @@ def fetch(url: str, dest: Path, *, expected_size: int | None = None, progress: P
         DataError: the server cannot be reached (at once, with the ``manual`` route), answers with
             an error, or sends a different number of bytes than it announced.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     offset = part.stat().st_size if part.is_file() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "ganzoo", "Accept-Encoding": "identity"})
@@ -204,6 +203,7 @@ def fetch(url: str, dest: Path, *, expected_size: int | None = None, progress: P
         reason = getattr(exc, "reason", exc)
         raise DataError(f"cannot download {url}: {reason} (offline, or the server is unreachable)",
                         hint=manual or None) from None
+    dest.parent.mkdir(parents=True, exist_ok=True)  # only once the server answered: offline leaves nothing
     with response:
         if offset and response.status != 206:
             offset = 0  # the server ignored the Range: start again from the first byte
