@@ -14,6 +14,19 @@ from ganzoo.errors import GanzooError
 RESUMABLE_OVERRIDES = ("train.max_steps", "train.epochs", "train.epochs_decay", "log.", "data.workers")
 
 
+def remember_cli_plugins(recipe: dict) -> None:
+    """Store ``ganzoo --plugin`` plugins in the run's recipe so --resume and export find them again."""
+    from ganzoo.plugins import is_file_spec
+
+    cli_plugins = click.get_current_context().find_root().params.get("plugins") or ()
+    listed = recipe.setdefault("plugins", [])
+    for spec in cli_plugins:
+        if is_file_spec(spec):
+            spec = str(Path(spec).expanduser().resolve())
+        if spec not in listed:
+            listed.append(spec)
+
+
 @main.command("train")
 @click.argument("recipe", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @set_option
@@ -28,6 +41,7 @@ RESUMABLE_OVERRIDES = ("train.max_steps", "train.epochs", "train.epochs_decay", 
 def train_command(recipe: Path | None, overrides: tuple[str, ...], out_dir: Path | None, resume_dir: Path | None,
                   no_progress: bool, nproc: int = 1) -> None:
     """Train the model a RECIPE describes (or resume a run with --resume RUN_DIR)."""
+    from ganzoo.plugins import load_recipe_plugins
     from ganzoo.recipe import prepare_recipe, resolve_recipe
     from ganzoo.recipe.load import apply_override
     from ganzoo.training.checkpoint import CheckpointDir
@@ -57,6 +71,7 @@ def train_command(recipe: Path | None, overrides: tuple[str, ...], out_dir: Path
         if recipe is None:
             raise click.UsageError("give a RECIPE to train, or --resume RUN_DIR")
         resolved = prepare_recipe(recipe, list(overrides))
+        remember_cli_plugins(resolved)
         out_dir = out_dir or Path("runs") / str(resolved.get("name") or recipe.stem)
     if nproc > 1:
         _launch_workers(nproc, resolved, recipe if resume_dir is None else None, overrides, out_dir,
