@@ -1,2 +1,2 @@
 """Imports every built-in component family so that their ``@register`` decorators run."""
-from ganzoo import data, discriminators, encoders, generators, layers, losses, models, schedulers  # noqa: F401
+from ganzoo import data, discriminators, encoders, generators, layers, losses, metrics, models, schedulers  # noqa: F401

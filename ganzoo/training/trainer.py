@@ -198,6 +198,11 @@ class Trainer:
         }
 
     def load_state(self, payload: dict[str, Any], source: str) -> None:
+        if payload.get("resumable") is False or "optimizers" not in payload:
+            raise CheckpointError(
+                f"{source} holds network weights only (e.g. made by `ganzoo import-official`), "
+                "so training cannot resume from it: optimizer, schedule and RNG states are missing",
+                hint="sample or evaluate it with `ganzoo sample` / `ganzoo eval`, or start a new run")
         for name, net in self.model.networks.items():
             if name not in payload["networks"]:
                 raise CheckpointError(f"{source} has no network {name} (it has {', '.join(payload['networks'])})")
@@ -237,7 +242,8 @@ class Trainer:
         if self._stop_signal is not None:  # a second Ctrl-C: stop now, the last checkpoint stays
             raise KeyboardInterrupt
         self._stop_signal = signum
-        self.console.print(f"[yellow]{signal.Signals(signum).name}: finishing this step, then writing a checkpoint[/]")
+        if self.dist.is_main:
+            self.console.print(f"[yellow]{signal.Signals(signum).name}: finishing this step, then writing a checkpoint[/]")
 
     def _step_schedulers(self, losses: dict[str, torch.Tensor]) -> None:
         for sched in self.schedulers.values():
