@@ -253,3 +253,15 @@ def test_every_generator_builds_with_defaults_and_initialises_on_meta(name: str)
     init_weights(net, "normal", 0.02)
     assert net.nz == 0 and net.input_nc == 3 and net.output_nc == 3
     assert net.size_multiple >= 4
+
+
+def test_bicyclegan_unet_keeps_conv_biases_under_batch_norm() -> None:
+    """BicycleGAN's official U-Net blocks always have conv biases; pix2pix's drop them before batch norm."""
+    import ganzoo
+
+    with torch.device("meta"):
+        bicycle = ganzoo.build("generator", "unet", num_downs=5, input_nc=1, output_nc=3, nz=8, ngf=8, norm="batch")
+        pix2pix = ganzoo.build("generator", "unet", num_downs=5, input_nc=1, output_nc=3, nz=0, ngf=8, norm="batch")
+    convs = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+    assert all(m.bias is not None for m in bicycle.modules() if isinstance(m, convs))
+    assert any(m.bias is None for m in pix2pix.modules() if isinstance(m, convs))

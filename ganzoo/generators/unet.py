@@ -142,9 +142,10 @@ class UNetGenerator(nn.Module):
         self.skip_first = nz == 0
         self.z_every_level = nz > 0 and inject == "all"
 
-        # as in pix2pix, every conv but the outermost up-conv takes its bias from the norm choice
-        # (even where no norm follows); BicycleGAN uses instance norm, where all convs have biases.
-        bias = conv_bias_for(norm)
+        # pix2pix's convs (all but the outermost up-conv) take their bias from the norm choice, even
+        # where no norm follows; BicycleGAN's z-using networks give every conv a bias whatever the
+        # norm, which is what lets their batch-norm checkpoints import.
+        bias = True if nz > 0 else conv_bias_for(norm)
         width = [ngf * min(2 ** level, MAX_CHANNEL_MULTIPLIER) for level in range(num_downs)]
         innermost = num_downs - 1
 
