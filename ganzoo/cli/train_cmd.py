@@ -46,7 +46,7 @@ def train_command(recipe: Path | None, overrides: tuple[str, ...], out_dir: Path
     from ganzoo.recipe.load import apply_override
     from ganzoo.training.checkpoint import CheckpointDir
     from ganzoo.training.distributed import shutdown_distributed
-    from ganzoo.training.trainer import Trainer
+    from ganzoo.training.trainer import NonFiniteLoss, Trainer, TrainingInterrupted
 
     console = Console(stderr=True)
     if resume_dir is not None:
@@ -85,7 +85,12 @@ def train_command(recipe: Path | None, overrides: tuple[str, ...], out_dir: Path
             processes = f" x {trainer.dist.world_size} processes" if trainer.dist.enabled else ""
             console.print(f"[bold]ganzoo train[/] {resolved.get('name', '')}: {trainer.total_steps} steps on "
                           f"{trainer.device}{processes}, {len(trainer.dataset)} training images -> {out_dir}")
-        result = trainer.run()
+        try:
+            result = trainer.run()
+        except (TrainingInterrupted, NonFiniteLoss) as error:
+            if not main_rank:  # every rank stops at the same step with the same message: rank 0 says it
+                raise SystemExit(error.exit_code) from None
+            raise
     finally:
         shutdown_distributed()
     if main_rank:

@@ -258,6 +258,9 @@ def wrap_networks(model: nn.Module, ctx: DistributedContext, console: Any = None
     """
     if not ctx.enabled:
         return
+    # Losses that sum over the batch instead of averaging (BicycleGAN's KL) multiply by this, so
+    # that DDP's gradient average equals the one-process gradient of the global batch.
+    model.world_size = ctx.world_size
     networks = model.networks
     for name in list(networks.keys()):
         net = networks[name]
@@ -285,6 +288,7 @@ def launch(nproc: int, child_args: list[str]) -> None:
     ``--standalone`` gives the processes a private rendezvous on a free local port. A failed worker
     has printed its own message; this raises :class:`WorkerFailed` carrying its exit code.
     """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -292,6 +296,11 @@ def launch(nproc: int, child_args: list[str]) -> None:
         ["--standalone", f"--nproc-per-node={nproc}", "--module", "ganzoo", *child_args])
     try:
         run(args)
+    except SignalException as exc:
+        # The launcher passed the signal on; the ranks finished their step and rank 0 wrote a
+        # checkpoint (its message above says where) before they exited.
+        raise WorkerFailed(f"stopped by {exc.sigval.name}; the training processes stopped together after "
+                           "the same step", 130) from None
     except ChildFailedError as exc:
         codes = [f.exitcode for f in exc.failures.values()]
         code = next((c for c in codes if c and c > 0), 1)
