@@ -138,3 +138,22 @@ def test_linear_decay_follows_epochs_and_epochs_decay(tmp_path: Path) -> None:
     assert lrs[:2] == pytest.approx([base] * 2)
     assert lrs[2:] == pytest.approx([base * k / 7 for k in range(6, 0, -1)])
     assert lrs[-1] == pytest.approx(base / 7)
+
+
+def test_lengthened_resume_follows_the_new_schedule(tmp_path: Path) -> None:
+    """Resuming with a larger train.max_steps decays the LR over the new length, not the saved one."""
+    from ganzoo.recipe import prepare_recipe
+    from ganzoo.training.trainer import Trainer
+
+    name = "quickstart_pix2pix"
+    recipe = prepare_recipe(RECIPES / f"{name}.yaml", tiny_args(name, tmp_path / "data", steps=2)[1::2])
+    Trainer(recipe, tmp_path / "run", show_progress=False).run()
+    result = CliRunner().invoke(main, ["train", "--resume", str(tmp_path / "run"), "--no-progress",
+                                       "--set", "train.max_steps=8", "--set", "log.checkpoint_every=1"])
+    assert result.exit_code == 0, result.output
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000006.pt")
+    # 8 steps, the last 4 decaying: the LR for step 7 is 1 - 3/5 of the base (the 2-step schedule
+    # it was started with would have gone below zero by now).
+    lr = ckpt["optimizers"]["G"]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(2e-4 * (1 - 3 / 5))
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 8

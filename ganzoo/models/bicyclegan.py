@@ -56,6 +56,8 @@ class BicycleGAN(ModelSpec, nn.Module):
     loss_weights: ClassVar[dict[str, float]] = {"gan": 1.0, "gan2": 1.0, "l1": 10.0, "latent": 0.5, "kl": 0.01,
                                                 "l1_random": 0.0}
     default_gan_loss: ClassVar[str] = "lsgan"
+    batch_multiple: ClassVar[int] = 2  # every batch splits into a cVAE-GAN half and a cLR-GAN half
+    world_size: int = 1  # data-parallel processes sharing a global batch (set by the distributed wrapper)
     recipe_defaults: ClassVar[dict[str, Any]] = {"model.init": {"type": "xavier", "gain": 0.02}}
 
     @classmethod
@@ -177,7 +179,9 @@ class BicycleGAN(ModelSpec, nn.Module):
         if w["kl"] > 0 and logvar is not None:
             mu32, logvar32 = mu.float(), logvar.float()
             losses["kl"] = -0.5 * torch.sum(1 + logvar32 - mu32.pow(2) - logvar32.exp())
-            total = total + w["kl"] * losses["kl"]
+            # A sum over the batch, as in the official code: with N data-parallel processes each sees
+            # 1/N of the batch and gradients are averaged, so the sum is scaled back up by N.
+            total = total + w["kl"] * self.world_size * losses["kl"]
         if w["l1_random"] > 0:
             losses["l1_random"] = F.l1_loss(fake_rand.float(), B_enc.float())
             total = total + w["l1_random"] * losses["l1_random"]

@@ -150,13 +150,8 @@ def shutdown_distributed() -> None:
 
 
 def batch_multiple(model_cls: type) -> int:
-    """What each rank's batch must be a multiple of: 2 for BicycleGAN (it halves its batch), else 1.
-
-    A model can declare it as a ``batch_multiple`` class attribute.
-    """
-    from ganzoo.models.bicyclegan import BicycleGAN
-
-    return int(getattr(model_cls, "batch_multiple", 2 if issubclass(model_cls, BicycleGAN) else 1))
+    """What each rank's batch must be a multiple of: the model's ``batch_multiple`` (BicycleGAN: 2), else 1."""
+    return int(getattr(model_cls, "batch_multiple", 1))
 
 
 def check_batch_size(global_batch: int, world_size: int, multiple: int = 1) -> int:

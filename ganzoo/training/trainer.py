@@ -189,6 +189,7 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         return {
             "step": self.step,
+            "total_steps": self.total_steps,
             "recipe": self.recipe,
             "networks": {name: net.state_dict() for name, net in self.model.networks.items()},
             "optimizers": {name: opt.state_dict() for name, opt in self.model.optimizers.items()},
@@ -219,10 +220,24 @@ class Trainer:
                 except (ValueError, KeyError, TypeError, RuntimeError) as exc:
                     raise CheckpointError(f"{what} {name} in {source} does not fit this recipe's: {exc}",
                                           hint="the checkpoint was made by another recipe or ganzoo version") from None
+        if payload.get("total_steps", self.total_steps) != self.total_steps:
+            self._stretch_schedules()
         self.model.load_extra_state(payload.get("model_state", {}))
         set_rng_state(payload["rng"])
         self.step = int(payload["step"])
         self.dist.seed_rank_stream(int(self.recipe["train"]["seed"]), self.step)
+
+    def _stretch_schedules(self) -> None:
+        """A resumed run that was lengthened (``--set train.max_steps``) follows the new schedule's rule
+        from its current step on; the saved state would otherwise bring back the old length."""
+        for name, sched in self.schedulers.items():
+            fresh = self._make_scheduler(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0))
+            for mine, new in zip(getattr(sched, "lr_lambdas", []), getattr(fresh, "lr_lambdas", [])):
+                if hasattr(mine, "__dict__") and not callable(getattr(mine, "__self__", None)):
+                    mine.__dict__.update(vars(new))
+            for attr in ("T_max", "step_size"):
+                if hasattr(sched, attr):
+                    setattr(sched, attr, getattr(fresh, attr))
 
     def save_checkpoint(self, milestone: bool = False) -> Path:
         # Rank 0 writes; the barrier keeps other ranks from finishing before the file exists.
