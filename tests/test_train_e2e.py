@@ -157,3 +157,18 @@ def test_lengthened_resume_follows_the_new_schedule(tmp_path: Path) -> None:
     lr = ckpt["optimizers"]["G"]["param_groups"][0]["lr"]
     assert lr == pytest.approx(2e-4 * (1 - 3 / 5))
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")["step"] == 8
+
+
+def test_bad_image_in_a_worker_is_one_clear_error(tmp_path: Path) -> None:
+    """With DataLoader workers, a corrupt image still gives the one-screen error naming the file."""
+    from ganzoo.data.shapes import generate_shapes
+
+    root = generate_shapes(tmp_path / "s", flavour="shapes-deterministic", size=32, n_train=8, n_val=2, n_test=2)
+    (Path(root) / "train" / "00003.png").write_bytes(b"garbage")
+    name = "quickstart_pix2pix"
+    args = tiny_args(name, tmp_path / "s", steps=8) + ["--set", "data.shapes=null", "--set", "data.workers=2"]
+    result = CliRunner().invoke(main, ["train", str(RECIPES / f"{name}.yaml"), "--out", str(tmp_path / "run"),
+                                       "--no-progress", *args])
+    assert result.exit_code == 2, result.output
+    assert "00003.png" in result.output
+    assert "Traceback" not in result.output and "DataLoader worker" not in result.output

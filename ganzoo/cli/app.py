@@ -13,8 +13,22 @@ from ganzoo.errors import GanzooError
 err_console = Console(stderr=True)
 
 
+def _unwrap_worker_error(error: GanzooError) -> None:
+    """A DataLoader worker re-raises our error with its traceback folded into the message:
+    keep only the original message and hint."""
+    if "Original Traceback" not in error.message:
+        return
+    at = error.message.rfind("\nganzoo.errors.")
+    tail = error.message[at + 1:] if at >= 0 else error.message.strip().splitlines()[-1]
+    text = tail.partition(": ")[2] or tail
+    message, _, hint = text.partition("\n  hint: ")
+    error.message = message.strip()
+    error.hint = error.hint or hint.strip() or None
+
+
 def print_error(error: GanzooError) -> None:
     """Print a user-facing error on one screen, without a traceback."""
+    _unwrap_worker_error(error)
     # escape(): messages quote user text such as `pip install "ganzoo[onnx]"`, which is not rich markup.
     err_console.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False, markup=True, soft_wrap=True)
     if error.hint:
