@@ -170,7 +170,7 @@ def test_z_errors() -> None:
 
 def test_wrong_channel_count_is_a_clear_error() -> None:
     g = build("generator", "unet", input_nc=1, num_downs=5, ngf=4)
-    with pytest.raises(ComponentError, match="input_nc=1 but got images with 3 channels"):
+    with pytest.raises(ComponentError, match="input_nc=1 but got 3 channels"):
         g(torch.randn(1, 3, 32, 32))
 
 

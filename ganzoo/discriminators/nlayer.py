@@ -11,29 +11,17 @@ import torch.nn as nn
 
 from ganzoo.errors import ComponentError
 from ganzoo.layers import activation, conv_bias_for, norm_layer
+from ganzoo.layers.checks import check_image_batch, check_positive
 from ganzoo.registry import register, register_preset
 
 MAX_WIDTH_MULTIPLIER = 8
-
-
-def check_positive(owner: str, **values: int) -> None:
-    """Raise a ComponentError naming the first argument that is not a positive integer."""
-    for key, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ComponentError(f"{owner}: {key} must be a positive integer, got {value!r}")
 
 
 def check_discriminator_input(net: nn.Module, x: torch.Tensor, min_size: int,
                               fix: str = "fewer discriminator layers (n_layers)") -> None:
     """Raise a ComponentError when ``x`` is not an image batch ``net`` can judge."""
     name = type(net).__name__
-    if x.dim() != 4:
-        raise ComponentError(f"{name} expects a batch of images [N, C, H, W], got a tensor of shape {tuple(x.shape)}")
-    if x.shape[1] != net.input_nc:
-        raise ComponentError(
-            f"{name} was built with input_nc={net.input_nc} but got {x.shape[1]} channels",
-            hint=f"set the discriminator's input_nc to {x.shape[1]}",
-        )
+    check_image_batch(name, x, net.input_nc, "discriminator")
     height, width = x.shape[-2:]
     if height < min_size or width < min_size:
         raise ComponentError(

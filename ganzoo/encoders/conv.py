@@ -11,19 +11,14 @@ import torch.nn.functional as F
 
 from ganzoo.errors import ComponentError
 from ganzoo.layers import activation, norm_layer
+from ganzoo.layers.checks import check_image_batch, check_positive
 from ganzoo.registry import register, register_preset
 
 
 def check_encoder_input(net: nn.Module, x: torch.Tensor, min_size: int) -> None:
     """Raise a ComponentError when ``x`` is not an image batch ``net`` can encode."""
     name = type(net).__name__
-    if x.dim() != 4:
-        raise ComponentError(f"{name} expects a batch of images [N, C, H, W], got a tensor of shape {tuple(x.shape)}")
-    if x.shape[1] != net.input_nc:
-        raise ComponentError(
-            f"{name} was built with input_nc={net.input_nc} but got {x.shape[1]} channels",
-            hint=f"set the encoder's input_nc to {x.shape[1]}",
-        )
+    check_image_batch(name, x, net.input_nc, "encoder")
     height, width = x.shape[-2:]
     if height < min_size or width < min_size:
         raise ComponentError(
@@ -51,13 +46,6 @@ class LatentHead(nn.Module):
         mu = self.fc_mu(features)
         logvar = self.fc_logvar(features) if self.fc_logvar is not None else None
         return mu, logvar
-
-
-def check_positive(owner: str, **values: int) -> None:
-    """Raise a ComponentError naming the first argument that is not a positive integer."""
-    for key, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ComponentError(f"{owner}: {key} must be a positive integer, got {value!r}")
 
 
 @register("encoder", "conv")

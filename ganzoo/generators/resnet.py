@@ -11,8 +11,9 @@ import torch
 import torch.nn as nn
 
 from ganzoo.errors import ComponentError
-from ganzoo.generators.unet import check_choice, check_generator_inputs, tile_latent
+from ganzoo.generators.unet import check_generator_inputs, tile_latent
 from ganzoo.layers import conv_bias_for, norm_layer
+from ganzoo.layers.checks import check_choice
 from ganzoo.registry import register, register_preset
 
 PADDING_TYPES: tuple[str, ...] = ("reflect", "replicate", "zero")
@@ -82,7 +83,7 @@ class ResnetGenerator(nn.Module):
             if not isinstance(value, int) or value < minimum:
                 raise ComponentError(f"generator {network!r}: {argument} must be an integer >= {minimum}; "
                                      f"got {value!r}")
-        check_choice("padding_type", padding_type, PADDING_TYPES, network)
+        check_choice(f"generator {network!r}", "padding_type", padding_type, PADDING_TYPES)
         norm_class = norm_layer(norm)
         bias = conv_bias_for(norm)
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ganzoo.errors import ComponentError
 from ganzoo.layers import activation, conv_bias_for, norm_layer
+from ganzoo.layers.checks import check_choice, check_image_batch
 from ganzoo.registry import register, register_preset
 
 UPSAMPLE_MODES: tuple[str, ...] = ("basic", "bilinear", "nearest")
@@ -33,24 +34,10 @@ MAX_CHANNEL_MULTIPLIER = 8
 FIRST_DROPOUT_LEVEL = 4
 
 
-def check_choice(argument: str, value: str, choices: tuple[str, ...], network: str) -> None:
-    """Raise a ComponentError when ``value`` is not one of ``choices``."""
-    if value not in choices:
-        raise ComponentError(
-            f"generator {network!r}: {argument}={value!r} is not supported; choose one of {', '.join(choices)}"
-        )
-
-
 def check_generator_inputs(network: str, x: torch.Tensor, z: torch.Tensor | None, *, input_nc: int, nz: int,
                            size_multiple: int, downsamplings: int) -> None:
     """Raise a ComponentError when ``x`` or ``z`` do not fit a generator, before any layer fails obscurely."""
-    if x.dim() != 4:
-        raise ComponentError(f"{network} expects images of shape (N, C, H, W); got shape {tuple(x.shape)}")
-    if x.size(1) != input_nc:
-        raise ComponentError(
-            f"{network} was built with input_nc={input_nc} but got images with {x.size(1)} channels",
-            hint=f"set input_nc={x.size(1)} or check the dataset's channels",
-        )
+    check_image_batch(network, x, input_nc, "generator")
     height, width = x.shape[-2:]
     if height % size_multiple or width % size_multiple:
         raise ComponentError(
@@ -126,8 +113,8 @@ class UNetGenerator(nn.Module):
             if not isinstance(value, int) or value < minimum:
                 raise ComponentError(f"generator {network!r}: {argument} must be an integer >= {minimum}; "
                                      f"got {value!r}")
-        check_choice("upsample", upsample, UPSAMPLE_MODES, network)
-        check_choice("inject", inject, INJECT_MODES, network)
+        check_choice(f"generator {network!r}", "upsample", upsample, UPSAMPLE_MODES)
+        check_choice(f"generator {network!r}", "inject", inject, INJECT_MODES)
         norm_class = norm_layer(norm)
         activation(nl)  # fail now, naming the argument's registry, rather than in the first up block
 
