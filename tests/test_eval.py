@@ -72,3 +72,12 @@ def test_train_eval_every_logs_scores(shapes: Path, tmp_path: Path) -> None:
     assert len(lines) == 1
     logged = json.loads(lines[0])
     assert logged["step"] == 2 and set(logged["metrics"]) == {"mode_coverage", "latent_recovery"}
+
+
+def test_pix2pix_noise_without_encoder_skips_reconstruction(tmp_path: Path, shapes: Path) -> None:
+    """A latent-code generator with no encoder (pix2pix+noise) is evaluated; reconstruction says why not."""
+    run = tiny_run(tmp_path, "bicyclegan_variants/pix2pix_noise.yaml", shapes, "model.networks.G.ngf=8",
+                   "model.networks.D2.ndf=8")
+    result = evaluate(run, metrics=None, num_inputs=2, num_z=3, device="cpu")
+    assert "no encoder" in result["skipped"]["reconstruction"]
+    assert "mode_coverage" in result["metrics"]

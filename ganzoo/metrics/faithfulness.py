@@ -41,6 +41,8 @@ class Reconstruction(Metric):
             return "it needs paired targets and one generator G (CycleGAN data is unpaired; see 'cycle')"
         if not ctx.has_targets():
             return "the data has no targets B"
+        if ctx.nz > 0 and "E" not in ctx.model.networks:
+            return "the generator takes a latent code but there is no encoder E to take it from B (pix2pix+noise)"
         return None
 
     @torch.no_grad()
