@@ -25,6 +25,8 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from ganzoo.errors import CheckpointError, DataError, GanzooError, RecipeError
+from ganzoo.data.collate import collate_items
+from ganzoo.models.assembly import compile_networks
 from ganzoo.registry import build, get_component
 from ganzoo.training.checkpoint import CheckpointDir, estimate_checkpoint_bytes, load_network_state
 from ganzoo.training.distributed import batch_multiple, check_batch_size, setup_distributed, wrap_networks
@@ -122,16 +124,16 @@ class Trainer:
         self.steps_per_epoch = len(self.sampler)
         self.total_steps, self.decay_steps = schedule_lengths(recipe, self.steps_per_epoch)
         workers = int(recipe["data"].get("workers", 0))
-        from ganzoo.data.collate import collate_items  # a size mismatch names its files
-
         # The loader's own generator keeps its per-epoch seed draw out of the global RNG stream,
         # which a resumed run must replay exactly.
         self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=workers,
-                                 collate_fn=collate_items,
+                                 collate_fn=collate_items,  # a size mismatch names its files
                                  pin_memory=self.device.type == "cuda", generator=torch.Generator())
         self.model = model_cls(recipe, self.device)
         if train.get("channels_last"):
             self.model.networks.to(memory_format=torch.channels_last)
+        if train.get("compile"):
+            compile_networks(self.model)
         wrap_networks(self.model, self.dist, self.console)
         self.dist.seed_rank_stream(int(train["seed"]), 0)
         self.schedulers = {name: self._make_scheduler(opt) for name, opt in self.model.optimizers.items()}
