@@ -7,13 +7,21 @@ The public API::
     ganzoo.register(kind, name)            # decorator for your own components
     ganzoo.load(run_or_checkpoint)         # a trained model: model.networks["G"], model.sample(A, num_z=8)
 """
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
 from ganzoo.errors import GanzooError
 from ganzoo.registry import KINDS, build, get_component, list_components, register, register_preset
+
+if TYPE_CHECKING:
+    import torch
 
 __version__ = "0.1.0"
 
 
-def load(run_or_checkpoint, device=None):  # type: ignore[no-untyped-def]
+def load(run_or_checkpoint: str | os.PathLike[str], device: str | torch.device | None = None) -> torch.nn.Module:
     """Load a trained model from a run folder or checkpoint; see :func:`ganzoo.inference.load`."""
     from ganzoo.inference import load as _load
 
