@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 import torch.nn as nn
 
 from ganzoo.errors import RecipeError
@@ -38,6 +39,8 @@ class ModelSpec:
     options: ClassVar[dict[str, Option]] = {}
     loss_weights: ClassVar[dict[str, float]] = {}
     networks_needed: ClassVar[tuple[str, ...]] = ()
+    network_kinds: ClassVar[dict[str, str]] = {}
+    default_gan_loss: ClassVar[str] = "lsgan"
 
     @classmethod
     def required_networks(cls, model_cfg: dict[str, Any]) -> list[str]:
@@ -52,6 +55,28 @@ class ModelSpec:
     @classmethod
     def check_recipe(cls, recipe: dict[str, Any], networks: dict[str, nn.Module]) -> None:
         """Raise :class:`RecipeError` for impossible combinations; ``networks`` are built on meta."""
+
+    def assemble(self, recipe: dict[str, Any], device: torch.device | str) -> None:
+        """Give a model (an ``nn.Module`` subclass) the parts every model has: its device, loss
+        weights, the networks its configuration needs (built, initialised, on the device), the GAN
+        criterion and the precision policy."""
+        from ganzoo.models.assembly import build_networks
+        from ganzoo.registry import build
+        from ganzoo.training.precision import Precision
+
+        model = recipe["model"]
+        self.device = torch.device(device)
+        self.weights: dict[str, float] = {**self.loss_weights, **model.get("losses", {})}
+        self.networks = build_networks(model, self.required_networks(model), self.network_kinds).to(self.device)
+        self.criterion_gan = build("gan_loss", model.get("gan_loss", self.default_gan_loss)).to(self.device)
+        self.precision = Precision(recipe["train"].get("precision", "fp32"), self.device)
+
+    def extra_state(self) -> dict[str, Any]:
+        """Training state beyond networks and optimizers (grad scalers; CycleGAN adds its pools)."""
+        return {"precision": self.precision.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.precision.load_state_dict(state.get("precision", {}))
 
     @staticmethod
     def expect_channels(key: str, got: int, expected: int, why: str) -> None:

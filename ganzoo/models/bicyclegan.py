@@ -29,14 +29,12 @@ from torch.func import functional_call
 
 from ganzoo.errors import RecipeError
 from ganzoo.models.assembly import (
-    build_networks,
     make_optimizer,
     run_stacked,
     set_requires_grad,
 )
 from ganzoo.models.base import ModelSpec, Option
-from ganzoo.registry import build, register
-from ganzoo.training.precision import Precision
+from ganzoo.registry import register
 
 
 @register("model", "bicyclegan")
@@ -109,15 +107,11 @@ class BicycleGAN(ModelSpec, nn.Module):
     def __init__(self, recipe: dict[str, Any], device: torch.device | str = "cpu") -> None:
         super().__init__()
         model = recipe["model"]
-        self.device = torch.device(device)
+        self.assemble(recipe, device)
         self.nz: int = model["nz"]
-        self.weights: dict[str, float] = {**self.loss_weights, **model.get("losses", {})}
         self.use_same_D: bool = model.get("use_same_D", False)
         self.conditional_D: bool = model.get("conditional_D", False)
         self.latent_trains_E: bool = model.get("latent_trains_E", False)
-        self.networks = build_networks(model, self.required_networks(model), self.network_kinds).to(self.device)
-        self.criterion_gan = build("gan_loss", model.get("gan_loss", self.default_gan_loss)).to(self.device)
-        self.precision = Precision(recipe["train"].get("precision", "fp32"), self.device)
         opt_cfg = recipe["train"]["optimizer"]
         self.optimizers = {name: make_optimizer(net.parameters(), opt_cfg, self.device)
                            for name, net in self.networks.items()}
@@ -274,8 +268,3 @@ class BicycleGAN(ModelSpec, nn.Module):
         rows += [samples[:, k] for k in range(samples.shape[1])]
         return rows
 
-    def extra_state(self) -> dict[str, Any]:
-        return {"precision": self.precision.state_dict()}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.precision.load_state_dict(state.get("precision", {}))

@@ -7,11 +7,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganzoo.models.assembly import build_networks, make_optimizer, run_stacked, set_requires_grad
+from ganzoo.models.assembly import make_optimizer, run_stacked, set_requires_grad
 from ganzoo.models.base import ModelSpec, Option
 from ganzoo.models.image_pool import ImagePool
-from ganzoo.registry import build, register
-from ganzoo.training.precision import Precision
+from ganzoo.registry import register
 
 
 @register("model", "cyclegan")
@@ -45,11 +44,7 @@ class CycleGAN(ModelSpec, nn.Module):
     def __init__(self, recipe: dict[str, Any], device: torch.device | str = "cpu") -> None:
         super().__init__()
         model = recipe["model"]
-        self.device = torch.device(device)
-        self.weights: dict[str, float] = {**self.loss_weights, **model.get("losses", {})}
-        self.networks = build_networks(model, self.networks_needed, self.network_kinds).to(self.device)
-        self.criterion_gan = build("gan_loss", model.get("gan_loss", self.default_gan_loss)).to(self.device)
-        self.precision = Precision(recipe["train"].get("precision", "fp32"), self.device)
+        self.assemble(recipe, device)
         seed = int(recipe["train"].get("seed", 0))
         pool_size = int(model.get("pool_size", self.options["pool_size"].default))
         self.pools = {"A": ImagePool(pool_size, seed=seed + 1), "B": ImagePool(pool_size, seed=seed + 2)}
@@ -124,10 +119,9 @@ class CycleGAN(ModelSpec, nn.Module):
         return [A, fake_B, self.networks["G_B"](fake_B), B, fake_A, self.networks["G_A"](fake_A)]
 
     def extra_state(self) -> dict[str, Any]:
-        return {"precision": self.precision.state_dict(),
-                "pools": {name: pool.state_dict() for name, pool in self.pools.items()}}
+        return {**super().extra_state(), "pools": {name: pool.state_dict() for name, pool in self.pools.items()}}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.precision.load_state_dict(state.get("precision", {}))
+        super().load_extra_state(state)
         for name, pool_state in state.get("pools", {}).items():
             self.pools[name].load_state_dict(pool_state, self.device)

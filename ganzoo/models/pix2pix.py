@@ -7,10 +7,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganzoo.models.assembly import build_networks, make_optimizer, run_stacked, set_requires_grad
+from ganzoo.models.assembly import make_optimizer, run_stacked, set_requires_grad
 from ganzoo.models.base import ModelSpec
-from ganzoo.registry import build, register
-from ganzoo.training.precision import Precision
+from ganzoo.registry import register
 
 
 @register("model", "pix2pix")
@@ -30,12 +29,7 @@ class Pix2Pix(ModelSpec, nn.Module):
 
     def __init__(self, recipe: dict[str, Any], device: torch.device | str = "cpu") -> None:
         super().__init__()
-        model = recipe["model"]
-        self.device = torch.device(device)
-        self.weights: dict[str, float] = {**self.loss_weights, **model.get("losses", {})}
-        self.networks = build_networks(model, self.networks_needed, self.network_kinds).to(self.device)
-        self.criterion_gan = build("gan_loss", model.get("gan_loss", self.default_gan_loss)).to(self.device)
-        self.precision = Precision(recipe["train"].get("precision", "fp32"), self.device)
+        self.assemble(recipe, device)
         opt_cfg = recipe["train"]["optimizer"]
         self.optimizers = {name: make_optimizer(net.parameters(), opt_cfg, self.device)
                            for name, net in self.networks.items()}
@@ -86,8 +80,3 @@ class Pix2Pix(ModelSpec, nn.Module):
         A, B = batch["A"].to(self.device), batch["B"].to(self.device)
         return [A, B, self.networks["G"](A)]
 
-    def extra_state(self) -> dict[str, Any]:
-        return {"precision": self.precision.state_dict()}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.precision.load_state_dict(state.get("precision", {}))
