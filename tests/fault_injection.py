@@ -12,6 +12,7 @@ As a module it gives the tests tiny 32-px recipes for the three models (:func:`t
 """
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import subprocess
@@ -60,7 +61,7 @@ def tiny_recipe(model: str, data_root: Path | str, **train: Any) -> dict[str, An
     paired = model != "cyclegan"
     recipe: dict[str, Any] = {
         "name": f"tiny_{model}",
-        "model": {"type": model, "networks": _NETWORKS[model]},
+        "model": {"type": model, "networks": copy.deepcopy(_NETWORKS[model])},  # callers edit their copy
         "data": {
             "dataset": "aligned" if paired else "unaligned",
             "root": str(data_root),
