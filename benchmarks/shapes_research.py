@@ -134,12 +134,25 @@ def run_job(args: tuple[Job, int, int, int]) -> tuple[str, str, dict[int, dict[s
 
     torch.set_num_threads(threads)
     started = time.process_time()
-    status = train(job, threads)
+    try:
+        status = train(job, threads)
+    except Exception as error:  # one broken run must not lose the others' tables
+        print(f"{job.folder.name}: failed: {error!r}", flush=True)
+        return str(job.folder), f"failed: {error}", {}, time.process_time() - started
     cpu = time.process_time() - started
     scores = evaluate_checkpoints(job.folder, num_inputs, num_z) if status != "diverged" else {}
     print(f"{job.folder.name}: {status} ({cpu:.0f} CPU s), coverage by step "
           f"{ {s: round(v['mode_coverage'], 2) for s, v in sorted(scores.items())} }", flush=True)
     return str(job.folder), status, scores, cpu
+
+
+def report_job(job: Job, num_inputs: int, num_z: int) -> tuple[str, str, dict[int, dict[str, float]], float]:
+    """Score the checkpoints a run has so far, without training (``--report-only``)."""
+    if not (job.folder / "checkpoints").is_dir():
+        return str(job.folder), "not started", {}, 0.0
+    summary = _summary(job.folder)
+    status = "finished" if summary and summary.get("step") == summary.get("total_steps") else "unfinished"
+    return str(job.folder), status, evaluate_checkpoints(job.folder, num_inputs, num_z), 0.0
 
 
 # -- data reference ---------------------------------------------------------------------------------
@@ -183,19 +196,19 @@ def trajectory_table(results: dict[str, dict[int, dict[int, dict[str, float]]]],
 
 
 def ablation_table(rows: list[tuple[dict[str, str], dict[int, dict[str, float]]]]) -> str:
-    """Markdown: one row per grid cell, scores at its last checkpoint (mean ± sd over the seeds run)."""
+    """Markdown: one row per grid cell at the last step every run reached (mean ± sd over the seeds run)."""
     keys = list(ABLATION)
     lines = ["| " + " | ".join(k.split(".")[-2] + "." + k.split(".")[-1] for k in keys)
              + " | step | seeds | mode coverage | on palette | all shapes one colour |",
              "|" + "---|" * (len(keys) + 5)]
-    cells: dict[tuple[str, ...], list[tuple[int, dict[str, float]]]] = {}
+    # Every cell at the same step: the last one all runs have reached.
+    common = set.intersection(*(set(scores) for _, scores in rows)) if rows else set()
+    step = max(common) if common else None
+    cells: dict[tuple[str, ...], list[dict[str, float]]] = {}
     for settings, scores in rows:
-        if scores:
-            last = max(scores)
-            cells.setdefault(tuple(settings[k] for k in keys), []).append((last, scores[last]))
+        cells.setdefault(tuple(settings[k] for k in keys), []).append(scores[step] if step is not None else {})
     for cell, found in cells.items():
-        step = min(s for s, _ in found)
-        found = [r for s, r in found if s == step]
+        found = [r for r in found if r]
         lines.append("| " + " | ".join(cell) + f" | {step} | {len(found)} | "
                      f"{_spread([r['mode_coverage'] for r in found])} | "
                      f"{_spread([r['on_palette'] for r in found])} | "
@@ -269,6 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="recipe override applied to every run (repeatable)")
     parser.add_argument("--budget-minutes", type=float, default=15.0,
                         help="wall-clock budget converted into steps by --measure-cost")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: score the checkpoints the runs have so far and write the tables")
+    parser.add_argument("--only", choices=("compare", "ablation"), default=None,
+                        help="train and report only the model comparison or only the ablation grid")
     parser.add_argument("--measure-cost", action="store_true",
                         help="only time each recipe's training step (1 thread) and print the step budget")
     args = parser.parse_args(argv)
@@ -291,8 +308,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     compare, ablate = plan(out, seeds, steps, args.checkpoint_every, args.extra, ablation_seeds, models)
     jobs = list({str(job.folder): job for job in compare + ablate}.values())
+    if args.only == "ablation":  # e.g. beside another invocation that trains the comparison
+        compared = {job.folder for job in compare}
+        jobs = [job for job in jobs if job.folder not in compared]
+        compare = []
+    elif args.only == "compare":
+        jobs, ablate = compare, []
+    data_same = data_same_colour_fraction(models["BicycleGAN"], args.extra)  # generates the data before the workers
     work = [(job, args.threads, args.num_inputs, args.num_z) for job in jobs]
-    if args.jobs > 1:
+    if args.report_only:
+        done = [report_job(job, args.num_inputs, args.num_z) for job in jobs]
+    elif args.jobs > 1:
         with multiprocessing.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
             done = pool.map(run_job, work, chunksize=1)
     else:
@@ -303,8 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, dict[int, dict[int, dict[str, float]]]] = {}
     for job in compare:
         results.setdefault(job.label, {})[int(job.settings["seed"])] = by_folder[str(job.folder)][1]
-    ablation_rows = [({**job.settings}, by_folder[str(job.folder)][1]) for job in ablate]
-    data_same = data_same_colour_fraction(models["BicycleGAN"], args.extra)
+    # A cell trained elsewhere (the recipe's own, by the comparison): score the checkpoints it has.
+    ablation_rows = [({**job.settings}, by_folder[str(job.folder)][1] if str(job.folder) in by_folder
+                      else evaluate_checkpoints(job.folder, args.num_inputs, args.num_z)) for job in ablate]
 
     report = [
         f"Command: `python benchmarks/shapes_research.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
@@ -317,11 +344,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         trajectory_table(results, cost),
     ]
     if ablate:
-        report += ["", f"Ablation (BicycleGAN recipe, seeds {ablation_seeds}, last checkpoint):", "",
+        report += ["", f"Ablation (BicycleGAN recipe, seeds {ablation_seeds}, the last step all cells reached):", "",
                    ablation_table(ablation_rows)]
-    statuses = {Path(f).name: s for f, (s, _, _) in by_folder.items() if s == "diverged"}
-    if statuses:
-        report += ["", f"Diverged: {', '.join(statuses)}"]
+    broken = {Path(f).name: s for f, (s, _, _) in by_folder.items() if s == "diverged" or s.startswith("failed")}
+    if broken:
+        report += ["", "Not scored: " + "; ".join(f"{name} ({status})" for name, status in broken.items())]
     (out / "results.md").write_text("\n".join(report) + "\n")
     (out / "results.json").write_text(json.dumps({
         "protocol": {"num_inputs": args.num_inputs, "num_z": args.num_z, "steps": steps, "seeds": seeds},
