@@ -106,7 +106,10 @@ def train(job: Job, threads: int = 1) -> str:
 
 def evaluate_checkpoints(folder: Path, num_inputs: int, num_z: int) -> dict[int, dict[str, float]]:
     """``mode_coverage`` scores of every ``step_N.pt`` of a run, cached in ``RUN/coverage.json``."""
-    from ganzoo.evaluation import evaluate
+    from ganzoo.evaluation import evaluate, evaluation_dataset
+    from ganzoo.inference import load
+    from ganzoo.metrics.base import EvalContext
+    from ganzoo.metrics.shapes import coverage_statistics
 
     cache_file = folder / "coverage.json"
     protocol = {"num_inputs": num_inputs, "num_z": num_z, "split": "val", "seed": 0}
@@ -118,11 +121,19 @@ def evaluate_checkpoints(folder: Path, num_inputs: int, num_z: int) -> dict[int,
     scores: dict[str, dict[str, float]] = cache.get("scores", {})
     for path in sorted((folder / "checkpoints").glob("step_*.pt")):
         step = str(int(path.stem.split("_")[1]))
-        if step in scores:
+        if "same_nearest_colour_fraction" in scores.get(step, {}):
             continue
-        result = evaluate(path, metrics=["mode_coverage"], num_inputs=num_inputs, num_z=num_z, seed=0,
-                          split="val", device="cpu")
-        scores[step] = {k: float(v) for k, v in result["metrics"]["mode_coverage"].items() if k in SCORES}
+        model = load(path, device="cpu")
+        if step not in scores:
+            result = evaluate(model, metrics=["mode_coverage"], num_inputs=num_inputs, num_z=num_z, seed=0,
+                              split="val")
+            scores[step] = {k: float(v) for k, v in result["metrics"]["mode_coverage"].items() if k in SCORES}
+        # The same samples (same seed, same codes) with every shape given its NEAREST palette colour: whether
+        # z acts as one global colour knob, even while most colours are still off the palette.
+        ctx = EvalContext(model, evaluation_dataset(model.recipe, "val"), num_inputs=num_inputs, num_z=num_z, seed=0,
+                          split="val")
+        nearest = coverage_statistics(ctx.samples(), ctx.records() or [], tolerance=float("inf"))
+        scores[step]["same_nearest_colour_fraction"] = float(nearest["same_colour_fraction"])
         cache_file.write_text(json.dumps({"protocol": protocol, "scores": scores}, indent=1))
     return {int(k): v for k, v in scores.items()}
 
@@ -170,6 +181,7 @@ def data_same_colour_fraction(recipe_path: str, overrides: Sequence[str] = ()) -
 
 # -- tables -----------------------------------------------------------------------------------------
 def _spread(values: Sequence[float]) -> str:
+    values = [v for v in values if v == v]  # NaN: not measured
     if not values:
         return "-"
     mean = statistics.fmean(values)
@@ -181,8 +193,9 @@ def _spread(values: Sequence[float]) -> str:
 def trajectory_table(results: dict[str, dict[int, dict[int, dict[str, float]]]], cost: dict[str, float] | None
                      ) -> str:
     """Markdown: one row per (model, step): mean ± sd (min-max) over seeds of each score."""
-    lines = ["| model | step | CPU min (1 thread) | seeds | mode coverage | on palette | all shapes one colour |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| model | step | CPU min (1 thread) | seeds | mode coverage | on palette | all shapes one colour "
+             "(on palette) | all shapes one nearest colour |",
+             "|---|---|---|---|---|---|---|---|"]
     for label, by_seed in results.items():
         steps = sorted({s for scores in by_seed.values() for s in scores})
         for step in steps:
@@ -191,7 +204,8 @@ def trajectory_table(results: dict[str, dict[int, dict[int, dict[str, float]]]],
             lines.append(f"| {label} | {step} | {minutes} | {len(rows)} | "
                          f"{_spread([r['mode_coverage'] for r in rows])} | "
                          f"{_spread([r['on_palette'] for r in rows])} | "
-                         f"{_spread([r['same_colour_fraction'] for r in rows])} |")
+                         f"{_spread([r['same_colour_fraction'] for r in rows])} | "
+                         f"{_spread([r.get('same_nearest_colour_fraction', float('nan')) for r in rows])} |")
     return "\n".join(lines)
 
 
@@ -199,8 +213,9 @@ def ablation_table(rows: list[tuple[dict[str, str], dict[int, dict[str, float]]]
     """Markdown: one row per grid cell at the last step every run reached (mean ± sd over the seeds run)."""
     keys = list(ABLATION)
     lines = ["| " + " | ".join(k.split(".")[-2] + "." + k.split(".")[-1] for k in keys)
-             + " | step | seeds | mode coverage | on palette | all shapes one colour |",
-             "|" + "---|" * (len(keys) + 5)]
+             + " | step | seeds | mode coverage | on palette | all shapes one colour (on palette) | "
+             "all shapes one nearest colour |",
+             "|" + "---|" * (len(keys) + 6)]
     # Every cell at the same step: the last one all runs have reached.
     common = set.intersection(*(set(scores) for _, scores in rows)) if rows else set()
     step = max(common) if common else None
@@ -212,7 +227,8 @@ def ablation_table(rows: list[tuple[dict[str, str], dict[int, dict[str, float]]]
         lines.append("| " + " | ".join(cell) + f" | {step} | {len(found)} | "
                      f"{_spread([r['mode_coverage'] for r in found])} | "
                      f"{_spread([r['on_palette'] for r in found])} | "
-                     f"{_spread([r['same_colour_fraction'] for r in found])} |")
+                     f"{_spread([r['same_colour_fraction'] for r in found])} | "
+                     f"{_spread([r.get('same_nearest_colour_fraction', float('nan')) for r in found])} |")
     return "\n".join(lines)
 
 

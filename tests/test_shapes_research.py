@@ -48,6 +48,8 @@ def test_research_script_trains_scores_and_writes_tables(research, tmp_path: Pat
         assert sorted(run["scores"]) == ["1", "2"], name  # every checkpoint scored
         scores = run["scores"]["2"]
         assert 0 <= scores["mode_coverage"] <= 8 and 0 <= scores["on_palette"] <= 1
+        # The nearest-colour rule counts every sample, so it is never below the on-palette one.
+        assert scores["same_colour_fraction"] <= scores["same_nearest_colour_fraction"] <= 1
     assert 0 <= results["data_same_colour_fraction"] <= 1
     assert set(results["cpu_s_per_step"]) == {"BicycleGAN", "pix2pix+noise"}
 
