@@ -31,3 +31,21 @@ class GANLoss(nn.Module):
     def scale_loss(self, prediction: torch.Tensor, target_is_real: bool, for_discriminator: bool) -> torch.Tensor:
         """Loss of one discriminator scale (a scalar)."""
         raise NotImplementedError
+
+
+class LabelTargetGANLoss(GANLoss):
+    """A GAN objective that pulls predictions towards a real or a fake label value.
+
+    Args:
+        target_real_label: value a real prediction is pulled towards.
+        target_fake_label: value a fake prediction is pulled towards.
+    """
+
+    def __init__(self, target_real_label: float = 1.0, target_fake_label: float = 0.0) -> None:
+        super().__init__()
+        self.target_real_label = float(target_real_label)
+        self.target_fake_label = float(target_fake_label)
+
+    def target(self, prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+        """The label as a tensor shaped like ``prediction`` (on its device, in its dtype)."""
+        return torch.full_like(prediction, self.target_real_label if target_is_real else self.target_fake_label)

@@ -17,6 +17,7 @@ are kept as uint8, exactly what a saved PNG holds, so every metric scores the im
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,27 @@ class MetricUnavailable(GanzooError):
     """A metric that cannot run here: its weights are missing or a package is not installed."""
 
     exit_code = 2
+
+
+def find_weight_file(what: str, filename: str, *, path: str | os.PathLike[str] | None, env: str, url: str,
+                     option: str) -> Path:
+    """A local weight file: ``path`` or ``$env`` if given, else the torch hub cache; never downloaded.
+
+    Raises MetricUnavailable naming the file, the URL to fetch it from and where to put it.
+    """
+    explicit = path or os.environ.get(env)
+    if explicit:
+        found = Path(explicit).expanduser()
+        if not found.is_file():
+            raise MetricUnavailable(f"{what} weights {found} do not exist")
+        return found
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if cached.is_file():
+        return cached
+    raise MetricUnavailable(
+        f"{what} needs the weights {filename}, which are not in {cached.parent}; "
+        "ganzoo never downloads weights on its own",
+        hint=f"download {url} to {cached} (or pass its path with {option} / {env}=PATH)")
 
 
 class Metric:

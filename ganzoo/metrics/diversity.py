@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ganzoo.metrics.base import EvalContext, Metric, MetricResult, MetricUnavailable
+from ganzoo.metrics.base import EvalContext, Metric, MetricResult, MetricUnavailable, find_weight_file
 from ganzoo.registry import register
 
 #: LPIPS backbone -> the torchvision ImageNet weight file it needs.
@@ -43,20 +43,8 @@ def find_backbone_weights(net: str, path: str | os.PathLike[str] | None = None) 
     if net not in BACKBONE_FILES:
         raise MetricUnavailable(f"unknown LPIPS network {net!r}; choose one of {', '.join(BACKBONE_FILES)}")
     filename = BACKBONE_FILES[net]
-    explicit = path or os.environ.get(ENV_BACKBONE)
-    if explicit:
-        found = Path(explicit).expanduser()
-        if not found.is_file():
-            raise MetricUnavailable(f"LPIPS backbone weights {found} do not exist")
-        return found
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
-    if cached.is_file():
-        return cached
-    raise MetricUnavailable(
-        f"LPIPS ({net}) needs the torchvision ImageNet weights {filename}, which are not in {cached.parent}; "
-        "ganzoo never downloads weights on its own",
-        hint=f"download {BACKBONE_URL.format(file=filename)} to {cached} "
-             f"(or pass its path with --lpips-weights / {ENV_BACKBONE}=PATH)")
+    return find_weight_file(f"LPIPS ({net})", filename, path=path, env=ENV_BACKBONE,
+                            url=BACKBONE_URL.format(file=filename), option="--lpips-weights")
 
 
 def load_lpips(net: str = "alex", version: str = "0.0", backbone_weights: str | os.PathLike[str] | None = None,

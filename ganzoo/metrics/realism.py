@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ganzoo.metrics.base import EvalContext, Metric, MetricResult, MetricUnavailable
+from ganzoo.metrics.base import EvalContext, Metric, MetricResult, MetricUnavailable, find_weight_file
 from ganzoo.registry import register
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -39,20 +39,8 @@ def inception_url() -> str:
 
 def find_inception_weights(path: str | os.PathLike[str] | None = None) -> Path:
     """The local InceptionV3 weight file for FID/KID; a MetricUnavailable saying how to get it."""
-    explicit = path or os.environ.get(ENV_INCEPTION)
-    if explicit:
-        found = Path(explicit).expanduser()
-        if not found.is_file():
-            raise MetricUnavailable(f"InceptionV3 weights {found} do not exist")
-        return found
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
-    if cached.is_file():
-        return cached
-    raise MetricUnavailable(
-        f"FID/KID need torch-fidelity's InceptionV3 weights {INCEPTION_FILE}, which are not in {cached.parent}; "
-        "ganzoo never downloads weights on its own",
-        hint=f"download {inception_url()} to {cached} (or pass its path with --inception-weights / "
-             f"{ENV_INCEPTION}=PATH)")
+    return find_weight_file("FID/KID (InceptionV3)", INCEPTION_FILE, path=path, env=ENV_INCEPTION,
+                            url=inception_url(), option="--inception-weights")
 
 
 def _safe_weights(path: Path) -> None:
