@@ -199,7 +199,9 @@ def components_reference() -> str:
 
 def _command_doc(command: click.Command, path: str, ctx: click.Context) -> list[str]:
     lines = [f"## `{path}`", ""]
-    sub_ctx = click.Context(command, info_name=path, parent=None)
+    # The root group's settings (``-h``) reach every sub-command in real use; pass them explicitly so
+    # the page does not depend on which help options click happened to cache before.
+    sub_ctx = click.Context(command, info_name=path, parent=None, **ctx.command.context_settings)
     pieces = command.collect_usage_pieces(sub_ctx)
     lines += ["```text", f"{path} {' '.join(pieces)}".rstrip(), "```", ""]
     if command.help:
