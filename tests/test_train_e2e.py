@@ -172,3 +172,22 @@ def test_bad_image_in_a_worker_is_one_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "00003.png" in result.output
     assert "Traceback" not in result.output and "DataLoader worker" not in result.output
+
+
+def test_bad_images_can_be_skipped_and_reported(tmp_path: Path) -> None:
+    """data.bad_images=skip trains on the readable images and lists the others in the run folder."""
+    from ganzoo.data.shapes import generate_shapes
+
+    root = generate_shapes(tmp_path / "s", flavour="shapes-deterministic", size=32, n_train=8, n_val=2, n_test=2)
+    bad = Path(root) / "train" / "00003.png"
+    bad.write_bytes(b"garbage")
+    name = "quickstart_pix2pix"
+    args = tiny_args(name, tmp_path / "s", steps=2) + ["--set", "data.shapes=null", "--set", "data.bad_images=skip"]
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(RECIPES / f"{name}.yaml"), "--out", str(out), "--no-progress",
+                                       *args])
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 unreadable image" in result.output
+    listed = (out / "skipped_images.txt").read_text().splitlines()
+    assert len(listed) == 1 and listed[0].startswith(str(bad))
+    assert load_checkpoint(out / "checkpoints" / "latest.pt")["step"] == 2

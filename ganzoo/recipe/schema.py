@@ -84,6 +84,9 @@ DATA: dict[str, Key] = {
     "output_nc": Key(None, int, "output channels (null: the generator's output_nc)", nullable=True, minimum=1),
     "workers": Key(2, int, "data-loading worker processes", minimum=0),
     "max_items": Key(None, int, "use at most this many items (null: all)", nullable=True, minimum=1),
+    "bad_images": Key("error", str, "an unreadable image stops training with its name (error), or every image is "
+                      "checked once before training and the bad ones are skipped and reported (skip)",
+                      choices=("error", "skip")),
 }
 
 #: The optimizer keys every recipe shows; any other argument of the torch optimizer may be given

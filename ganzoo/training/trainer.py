@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from ganzoo.errors import CheckpointError, DataError, GanzooError, RecipeError
 from ganzoo.data.collate import collate_items
+from ganzoo.data.screening import drop_unreadable_images
 from ganzoo.models.assembly import compile_networks
 from ganzoo.registry import build, get_component
 from ganzoo.training.checkpoint import CheckpointDir, estimate_checkpoint_bytes, load_network_state
@@ -113,6 +114,8 @@ class Trainer:
         self.dataset = make_dataset(recipe, "train")
         if self.dist.is_main:
             self.dist.barrier()
+        if recipe["data"].get("bad_images") == "skip":
+            self._report_skipped_images(drop_unreadable_images(self.dataset))
         self.batch_size = int(train["batch_size"])  # the global batch, split over the ranks
         model_cls = get_component("model", recipe["model"]["type"]).factory
         local_batch = check_batch_size(self.batch_size, self.dist.world_size, batch_multiple(model_cls))
@@ -166,6 +169,15 @@ class Trainer:
             probe.unlink()
         except OSError as exc:
             raise GanzooError(f"cannot write to the output folder {self.out_dir}: {exc.strerror or exc}") from None
+
+    def _report_skipped_images(self, skipped: list[tuple[str, str]]) -> None:
+        """Say which images ``data.bad_images: skip`` left out, on screen and in OUT/skipped_images.txt."""
+        if not skipped or not self.dist.is_main:
+            return
+        report = self.out_dir / "skipped_images.txt"
+        report.write_text("".join(f"{path}\t{reason}\n" for path, reason in skipped))
+        self.console.print(f"[yellow]skipped {len(skipped)} unreadable image(s)[/] (data.bad_images=skip), "
+                           f"e.g. {skipped[0][0]}; the full list is in {report}")
 
     def _make_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
         spec = dict(self.recipe["train"].get("scheduler") or {"type": "linear"})
