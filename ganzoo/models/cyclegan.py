@@ -67,14 +67,19 @@ class CycleGAN(ModelSpec, nn.Module):
         set_requires_grad([DA, DB], False)
         self.optimizers["G"].zero_grad(set_to_none=True)
         with self.precision.autocast():
-            fake_B = GA(real_A)
-            fake_A = GB(real_B)
+            if w["identity"] > 0:
+                # Each generator also maps its own target domain (identity): one stacked call per
+                # generator where samples are independent (instance norm), as run_stacked decides.
+                fake_B, idt_A = run_stacked(GA, real_A, real_B)
+                fake_A, idt_B = run_stacked(GB, real_B, real_A)
+            else:
+                fake_B, fake_A = GA(real_A), GB(real_B)
             rec_A = GB(fake_B)
             rec_B = GA(fake_A)
             total = fake_B.new_zeros((), dtype=torch.float32)
             if w["identity"] > 0:
-                losses["idt_A"] = F.l1_loss(GA(real_B).float(), real_B.float()) * w["cycle_B"]
-                losses["idt_B"] = F.l1_loss(GB(real_A).float(), real_A.float()) * w["cycle_A"]
+                losses["idt_A"] = F.l1_loss(idt_A.float(), real_B.float()) * w["cycle_B"]
+                losses["idt_B"] = F.l1_loss(idt_B.float(), real_A.float()) * w["cycle_A"]
                 total = total + w["identity"] * (losses["idt_A"] + losses["idt_B"])
             if w["gan"] > 0:
                 losses["gan_A"] = self.criterion_gan(DA(fake_B), True, for_discriminator=False)
