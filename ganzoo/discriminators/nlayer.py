@@ -9,9 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ganzoo.errors import ComponentError
 from ganzoo.layers import activation, conv_bias_for, norm_layer
-from ganzoo.layers.checks import check_image_batch, check_positive
+from ganzoo.layers.checks import check_image_batch, check_min_size, check_positive
 from ganzoo.registry import register, register_preset
 
 MAX_WIDTH_MULTIPLIER = 8
@@ -22,13 +21,7 @@ def check_discriminator_input(net: nn.Module, x: torch.Tensor, min_size: int,
     """Raise a ComponentError when ``x`` is not an image batch ``net`` can judge."""
     name = type(net).__name__
     check_image_batch(name, x, net.input_nc, "discriminator")
-    height, width = x.shape[-2:]
-    if height < min_size or width < min_size:
-        raise ComponentError(
-            f"{name} needs images of at least {min_size}x{min_size} pixels to produce one patch score, "
-            f"got {height}x{width}",
-            hint=f"use a larger crop size or {fix}",
-        )
+    check_min_size(name, x, min_size, "to produce one patch score", fix)
 
 
 def patchgan_min_size(n_layers: int) -> int:

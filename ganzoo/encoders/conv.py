@@ -9,9 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganzoo.errors import ComponentError
 from ganzoo.layers import activation, norm_layer
-from ganzoo.layers.checks import check_image_batch, check_positive
+from ganzoo.layers.checks import check_image_batch, check_min_size, check_positive
 from ganzoo.registry import register, register_preset
 
 
@@ -19,13 +18,8 @@ def check_encoder_input(net: nn.Module, x: torch.Tensor, min_size: int) -> None:
     """Raise a ComponentError when ``x`` is not an image batch ``net`` can encode."""
     name = type(net).__name__
     check_image_batch(name, x, net.input_nc, "encoder")
-    height, width = x.shape[-2:]
-    if height < min_size or width < min_size:
-        raise ComponentError(
-            f"{name} needs images of at least {min_size}x{min_size} pixels (its last feature map must not vanish), "
-            f"got {height}x{width}",
-            hint="use a larger crop size or an encoder with fewer downsamplings",
-        )
+    check_min_size(name, x, min_size, "(its last feature map must not vanish)",
+                   "an encoder with fewer downsamplings")
 
 
 class LatentHead(nn.Module):

@@ -27,3 +27,11 @@ def check_image_batch(owner: str, x: torch.Tensor, input_nc: int, role: str) -> 
     if x.shape[1] != input_nc:
         raise ComponentError(f"{owner} was built with input_nc={input_nc} but got {x.shape[1]} channels",
                              hint=f"set the {role}'s input_nc to {x.shape[1]} or check the dataset's channels")
+
+
+def check_min_size(owner: str, x: torch.Tensor, min_size: int, why: str, fix: str) -> None:
+    """Raise a ComponentError when ``x`` is smaller than ``min_size`` pixels on either side."""
+    height, width = x.shape[-2:]
+    if height < min_size or width < min_size:
+        raise ComponentError(f"{owner} needs images of at least {min_size}x{min_size} pixels {why}, "
+                             f"got {height}x{width}", hint=f"use a larger crop size or {fix}")
