@@ -27,12 +27,13 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ganzoo.errors import GanzooError
+from ganzoo.errors import GanzooError, RecipeError
 from ganzoo.registry import _ensure_builtins, registering_from
 
 #: The entry-point group an installed plugin declares.
@@ -80,6 +81,9 @@ def _without_working_directory() -> Iterator[None]:
         yield
     finally:
         sys.path[:] = saved
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 def _failure(label: str, exc: BaseException) -> PluginError:
@@ -155,6 +159,9 @@ def load_plugin(spec: str, *, base_dir: str | os.PathLike[str] | None = None) ->
             _import_file(Path(key))
             _loaded[key] = path.name
         return key
+    if not _MODULE_NAME.fullmatch(spec):
+        raise PluginError(f"plugin {spec!r} is neither a dotted module name nor a path to a .py file",
+                          hint="write a module as package.module, a file as ./my_parts.py")
     if spec not in _loaded:
         _import_module(spec)
         _loaded[spec] = spec
@@ -227,8 +234,16 @@ def load_recipe_plugins(recipe: Mapping[str, Any], *, base_dir: str | os.PathLik
     """
     load_entry_point_plugins()
     plugins = recipe.get("plugins") if isinstance(recipe, Mapping) else None
-    if isinstance(plugins, list):
-        load_plugins([p for p in plugins if isinstance(p, str)], base_dir=base_dir)
+    if not isinstance(plugins, list):
+        return
+    for index, spec in enumerate(plugins):
+        if not isinstance(spec, str):
+            continue
+        try:
+            load_plugin(spec, base_dir=base_dir)
+        except PluginError as error:
+            # A recipe's plugin that fails is a recipe mistake: report it with its key.
+            raise RecipeError(f"plugins[{index}]", error.message, hint=error.hint) from None
 
 
 __all__ = [

@@ -1,13 +1,22 @@
 """Shared test fixtures: determinism, a small CPU thread count, and throwaway registrations."""
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import torch
+from hypothesis import settings
+
 
 from ganzoo.registry import registry
+
+# Property tests draw the same examples on every run: a CI failure is reproducible at once and a
+# green run is not a lucky draw. Explore new examples with HYPOTHESIS_PROFILE=explore.
+settings.register_profile("deterministic", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, max_examples=1000, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 # The test machine has 2 cores; more threads only add contention between tiny ops.
 torch.set_num_threads(2)

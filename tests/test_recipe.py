@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch.nn as nn
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ganzoo.errors import RecipeError
@@ -662,6 +662,10 @@ _paths = st.sampled_from([
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(_paths, _values), min_size=1, max_size=3))
+@example([("plugins", [""])])
+@example([("plugins", ["."])])
+@example([("plugins", ["/"])])
+@example([("plugins", ["0"])])
 def test_random_recipes_resolve_or_raise_recipe_errors(changes: list[tuple[str, Any]]) -> None:
     raw = toy_raw()
     for dotted, value in changes:
