@@ -157,7 +157,9 @@ def test_signal_finishes_the_step_writes_a_checkpoint_and_says_how_to_resume(
                             env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
-        while not (run / "checkpoints" / "step_00000002.pt").exists():  # the handlers are installed by now
+        # Any step checkpoint means the handlers are installed; keep_last prunes early ones within
+        # milliseconds, so waiting for one particular file can miss it.
+        while not any((run / "checkpoints").glob("step_*.pt")):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
             time.sleep(0.05)
         proc.send_signal(signum)
