@@ -326,3 +326,19 @@ def test_unusual_image_modes_become_8_bit_l_or_rgb(tmp_path: Path) -> None:
     grey_alpha.save(tmp_path / "la.png")
     image = read_image(tmp_path / "la.png")
     assert image.mode == "L" and np.asarray(image).tolist() == [[255, 255], [255, 255]]
+
+
+def test_persistent_workers_follow_set_epoch(pairs: Path) -> None:
+    """Workers kept between epochs still use each new epoch's crops and flips (shared-memory epoch)."""
+    dataset = AlignedDataset(pairs, load_size=36, crop_size=24, seed=2)
+    loader = DataLoader(dataset, batch_size=2, num_workers=2, persistent_workers=True)
+    seen = []
+    for epoch in (0, 1, 2):
+        dataset.set_epoch(epoch)
+        seen.append([b["A"] for b in loader])
+    for epoch, batches in enumerate(seen):
+        serial = AlignedDataset(pairs, load_size=36, crop_size=24, seed=2)
+        serial.set_epoch(epoch)
+        expected = [b["A"] for b in DataLoader(serial, batch_size=2, num_workers=0)]
+        assert len(batches) == len(expected) and all(torch.equal(a, b) for a, b in zip(batches, expected))
+    assert any(not torch.equal(a, b) for a, b in zip(seen[0], seen[1]))

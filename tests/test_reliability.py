@@ -329,3 +329,18 @@ def test_recipe_mistakes_exit_2_on_one_screen(data_root: Path, tmp_path: Path, m
     assert expected in result.output and "Traceback" not in result.output
     assert len(result.output.splitlines()) <= 6
     assert not (tmp_path / "run").exists()
+
+
+def test_persistent_workers_train_exactly_like_the_main_process(data_root: Path, tmp_path: Path) -> None:
+    """data.workers > 0 keeps its workers across epochs and still gives each epoch's own augmentation."""
+    def final_weights(workers: int, out: Path) -> dict[str, torch.Tensor]:
+        raw = tiny_recipe("pix2pix", data_root, max_steps=10)  # 2.5 epochs of 4 batches
+        raw["data"]["workers"] = workers
+        raw["log"] = {"every": 5, "samples_every": 100, "checkpoint_every": 100, "keep_last": 1}
+        t = Trainer(resolve_recipe(raw), out, show_progress=False)
+        assert t.loader.persistent_workers is (workers > 0)
+        t.run()
+        return {k: v.clone() for k, v in t.model.networks["G"].state_dict().items()}
+
+    serial, parallel = final_weights(0, tmp_path / "serial"), final_weights(2, tmp_path / "parallel")
+    assert all(torch.equal(serial[k], parallel[k]) for k in serial)

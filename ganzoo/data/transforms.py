@@ -180,15 +180,21 @@ class PreprocessedDataset(Dataset):
         self.seed = seed
         self.max_items = max_items
         self.preprocess = Preprocess(preprocess, load_size, crop_size, bool(flip))
-        self.epoch = 0
+        # In shared memory, so persistent DataLoader workers (which keep the copy of the dataset
+        # they started with) still see the epoch the trainer sets.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose random crops/flips/pairings the next items use.
 
-        Call it before creating the DataLoader iterator of that epoch (worker processes copy the
-        dataset when the iterator starts).
+        Call it before creating the DataLoader iterator of that epoch; workers started earlier
+        (``persistent_workers``) see it too.
         """
-        self.epoch = int(epoch)
+        self._epoch.fill_(int(epoch))
 
     def generator(self, index: int) -> torch.Generator:
         """The random stream of item ``index`` in the current epoch."""

@@ -81,6 +81,14 @@ def make_dataset(recipe: dict[str, Any], split: str = "train") -> Any:
     return build("dataset", data["dataset"], **dataset_kwargs(recipe, split))
 
 
+def _epoch_reaches_workers(dataset: Any) -> bool:
+    """Whether persistent DataLoader workers would see ``set_epoch`` (built-in datasets keep the
+    epoch in shared memory); a plugin dataset with its own ``set_epoch`` gets fresh workers per epoch."""
+    from ganzoo.data.transforms import PreprocessedDataset
+
+    return isinstance(dataset, PreprocessedDataset) or not hasattr(dataset, "set_epoch")
+
+
 def schedule_lengths(recipe: dict[str, Any], steps_per_epoch: int) -> tuple[int, int]:
     """(total steps, steps of LR decay): from ``train.max_steps`` when set, else from the epochs."""
     train = recipe["train"]
@@ -131,7 +139,8 @@ class Trainer:
         # which a resumed run must replay exactly.
         self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=workers,
                                  collate_fn=collate_items,  # a size mismatch names its files
-                                 pin_memory=self.device.type == "cuda", generator=torch.Generator())
+                                 pin_memory=self.device.type == "cuda", generator=torch.Generator(),
+                                 persistent_workers=workers > 0 and _epoch_reaches_workers(self.dataset))
         self.model = model_cls(recipe, self.device)
         if train.get("channels_last"):
             self.model.networks.to(memory_format=torch.channels_last)
