@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from ganzoo.errors import CheckpointError, DataError, GanzooError
+from ganzoo.plugins import load_recipe_plugins
 from ganzoo.training.checkpoint import load_checkpoint, load_network_state
 
 
@@ -64,7 +65,7 @@ def load(run_or_checkpoint: str | os.PathLike[str], device: torch.device | str |
     recipe = payload.get("recipe")
     if not isinstance(recipe, dict) or "model" not in recipe:
         raise CheckpointError(f"{path} carries no recipe, so its networks cannot be rebuilt")
-    _import_plugins(recipe)
+    load_recipe_plugins(recipe)  # the stored recipe's plugins: a missing one is named by its key
     target = resolve_device(device if device is not None else recipe.get("train", {}).get("device", "auto")) \
         if not isinstance(device, torch.device) else device
     model = build_model(recipe, target)
@@ -81,15 +82,6 @@ def load(run_or_checkpoint: str | os.PathLike[str], device: torch.device | str |
     return model
 
 
-def _import_plugins(recipe: dict[str, Any]) -> None:
-    plugins = recipe.get("plugins") or []
-    if not plugins:
-        return
-    try:
-        from ganzoo.plugins import load_plugins  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    load_plugins(plugins)
 
 
 # -- inputs ---------------------------------------------------------------------------------------

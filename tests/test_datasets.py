@@ -342,3 +342,18 @@ def test_persistent_workers_follow_set_epoch(pairs: Path) -> None:
         expected = [b["A"] for b in DataLoader(serial, batch_size=2, num_workers=0)]
         assert len(batches) == len(expected) and all(torch.equal(a, b) for a, b in zip(batches, expected))
     assert any(not torch.equal(a, b) for a, b in zip(seen[0], seen[1]))
+
+
+def test_only_datasets_whose_epoch_reaches_kept_workers_get_persistent_workers(pairs: Path) -> None:
+    from ganzoo.training.trainer import epoch_reaches_persistent_workers
+
+    class OwnEpoch:  # a plugin dataset that sets its epoch on itself: kept workers would miss it
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+    class Stateless:  # nothing per epoch: nothing to miss
+        pass
+
+    assert epoch_reaches_persistent_workers(AlignedDataset(pairs, load_size=36, crop_size=24))
+    assert not epoch_reaches_persistent_workers(OwnEpoch())
+    assert epoch_reaches_persistent_workers(Stateless())

@@ -216,3 +216,17 @@ def test_recipe_naming_an_unknown_plugin_fails_before_anything_runs(tmp_path: Pa
     assert result.exit_code == 2
     assert "my_plugin_that_is_not_there" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_loading_a_checkpoint_whose_plugin_is_gone_names_the_recipe_key(tmp_path: Path) -> None:
+    """ganzoo.load imports the stored recipe's plugins first; a missing one is an error keyed plugins[i]."""
+    import ganzoo
+    from ganzoo.errors import RecipeError
+    from ganzoo.training.checkpoint import FORMAT, VERSION, atomic_save
+
+    gone = tmp_path / "gone_parts.py"
+    path = atomic_save({"format": FORMAT, "version": VERSION, "networks": {},
+                        "recipe": {"model": {"type": "pix2pix"}, "plugins": [str(gone)]}},
+                       tmp_path / "run.pt")
+    with pytest.raises(RecipeError, match=r"plugins\[0\]: plugin file .*gone_parts\.py does not exist"):
+        ganzoo.load(path, device="cpu")

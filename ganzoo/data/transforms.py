@@ -158,6 +158,9 @@ class PreprocessedDataset(Dataset):
     :meth:`generator` for every random choice.
     """
 
+    #: The epoch lives in shared memory, so workers kept across epochs follow :meth:`set_epoch`.
+    epoch_reaches_persistent_workers = True
+
     def __init__(self, root: str | Path, split: str | None, direction: str, load_size: int, crop_size: int,
                  preprocess: str, flip: bool, input_nc: int, output_nc: int, seed: int,
                  max_items: int | None) -> None:

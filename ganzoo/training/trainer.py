@@ -81,12 +81,14 @@ def make_dataset(recipe: dict[str, Any], split: str = "train") -> Any:
     return build("dataset", data["dataset"], **dataset_kwargs(recipe, split))
 
 
-def _epoch_reaches_workers(dataset: Any) -> bool:
-    """Whether persistent DataLoader workers would see ``set_epoch`` (built-in datasets keep the
-    epoch in shared memory); a plugin dataset with its own ``set_epoch`` gets fresh workers per epoch."""
-    from ganzoo.data.transforms import PreprocessedDataset
+def epoch_reaches_persistent_workers(dataset: Any) -> bool:
+    """Whether DataLoader workers kept across epochs would still see ``set_epoch``.
 
-    return isinstance(dataset, PreprocessedDataset) or not hasattr(dataset, "set_epoch")
+    A dataset says so with ``epoch_reaches_persistent_workers = True`` (the built-in ones keep the
+    epoch in shared memory); one without ``set_epoch`` has nothing to miss. Any other dataset gets
+    fresh workers every epoch, which copy it with its new epoch.
+    """
+    return bool(getattr(dataset, "epoch_reaches_persistent_workers", not hasattr(dataset, "set_epoch")))
 
 
 def schedule_lengths(recipe: dict[str, Any], steps_per_epoch: int) -> tuple[int, int]:
@@ -140,7 +142,7 @@ class Trainer:
         self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=workers,
                                  collate_fn=collate_items,  # a size mismatch names its files
                                  pin_memory=self.device.type == "cuda", generator=torch.Generator(),
-                                 persistent_workers=workers > 0 and _epoch_reaches_workers(self.dataset))
+                                 persistent_workers=workers > 0 and epoch_reaches_persistent_workers(self.dataset))
         self.model = model_cls(recipe, self.device)
         if train.get("channels_last"):
             self.model.networks.to(memory_format=torch.channels_last)
