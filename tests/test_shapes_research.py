@@ -50,6 +50,7 @@ def test_research_script_trains_scores_and_writes_tables(research, tmp_path: Pat
         assert 0 <= scores["mode_coverage"] <= 8 and 0 <= scores["on_palette"] <= 1
         # The nearest-colour rule counts every sample, so it is never below the on-palette one.
         assert scores["same_colour_fraction"] <= scores["same_nearest_colour_fraction"] <= 1
+        assert scores["mode_coverage"] <= scores["nearest_colour_coverage"] <= 8
     assert 0 <= results["data_same_colour_fraction"] <= 1
     assert set(results["cpu_s_per_step"]) == {"BicycleGAN", "pix2pix+noise"}
 
@@ -68,10 +69,11 @@ def test_research_script_trains_scores_and_writes_tables(research, tmp_path: Pat
 
 
 def test_trajectory_table_gives_mean_and_spread(research) -> None:
-    scores = {"mode_coverage": 4.0, "on_palette": 0.5, "same_colour_fraction": 0.1}
+    scores = {"mode_coverage": 4.0, "on_palette": 0.5, "same_colour_fraction": 0.1}  # nearest-colour ones missing
     table = research.trajectory_table(
         {"M": {0: {10: scores}, 1: {10: {**scores, "mode_coverage": 6.0}}}}, {"M": 6.0})
-    assert "| M | 10 | 1.0 | 2 | 5.00 ± 1.41 (4.00-6.00) | 0.50 ± 0.00 (0.50-0.50) |" in table
+    assert "| M | 10 | 1.0 | 2 | 5.00 ± 1.41 (4.00-6.00) | - | 0.50 ± 0.00 (0.50-0.50) |" in table
+    assert table.splitlines()[0].count("|") == table.splitlines()[2].count("|")
 
 
 def test_report_only_trains_nothing(research, tmp_path: Path) -> None:

@@ -51,8 +51,9 @@ class BicycleGAN(ModelSpec, nn.Module):
                                   "updates only G with it"),
     }
     # l1_random (not in the paper's BicycleGAN): L1 from G(A, z_random) to B, which is pix2pix+noise.
+    # mode_seeking (not in the paper; MSGAN, Mao et al. 2019): 1 / (|G(A,z1) - G(A,z2)| / |z1 - z2|).
     loss_weights: ClassVar[dict[str, float]] = {"gan": 1.0, "gan2": 1.0, "l1": 10.0, "latent": 0.5, "kl": 0.01,
-                                                "l1_random": 0.0}
+                                                "l1_random": 0.0, "mode_seeking": 0.0}
     default_gan_loss: ClassVar[str] = "lsgan"
     batch_multiple: ClassVar[int] = 2  # every batch splits into a cVAE-GAN half and a cLR-GAN half
     world_size: int = 1  # data-parallel processes sharing a global batch (set by the distributed wrapper)
@@ -158,7 +159,7 @@ class BicycleGAN(ModelSpec, nn.Module):
             z_enc, mu, logvar = self._encode(B_enc)
             fake_enc, fake_rand = run_stacked(G, (A_enc, z_enc), (A_enc, z_rand))
         else:
-            mu = logvar = fake_enc = None
+            mu = logvar = z_enc = fake_enc = None
             fake_rand = G(A_enc, z_rand)
         total = fake_rand.new_zeros((), dtype=torch.float32)
         if w["gan"] > 0:
@@ -179,11 +180,29 @@ class BicycleGAN(ModelSpec, nn.Module):
         if w["l1_random"] > 0:
             losses["l1_random"] = F.l1_loss(fake_rand.float(), B_enc.float())
             total = total + w["l1_random"] * losses["l1_random"]
+        if w["mode_seeking"] > 0:
+            losses["mode_seeking"] = self._mode_seeking(A_enc, fake_enc, z_enc, fake_rand, z_rand)
+            total = total + w["mode_seeking"] * losses["mode_seeking"]
         if w["latent"] > 0:
             z_pred = self.networks["E"](fake_rand)[0] if self.latent_trains_E else self._encode_frozen(fake_rand)
             losses["latent"] = F.l1_loss(z_pred.float(), z_rand.float())
             total = total + w["latent"] * losses["latent"]
         return total, losses, fake_enc, fake_rand
+
+    def _mode_seeking(self, A: torch.Tensor, fake_a: torch.Tensor | None, z_a: torch.Tensor | None,
+                      fake_b: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+        """MSGAN's mode-seeking term for two outputs of the same inputs under codes ``z_a`` and ``z_b``.
+
+        The step already has such a pair, G(A, E(B)) and G(A, z), so the term costs no extra pass of
+        G; without the encoded branch a second random code is drawn. The codes are constants here:
+        the term widens the outputs' spread, it never pulls the codes together.
+        """
+        if fake_a is None or z_a is None:
+            z_a = self.random_z(fake_b.shape[0])
+            fake_a = self.networks["G"](A, z_a)
+        image_gap = torch.mean(torch.abs(fake_a.float() - fake_b.float()))
+        code_gap = torch.mean(torch.abs(z_a.detach().float() - z_b.detach().float()))
+        return 1.0 / (image_gap / code_gap + 1e-5)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One official BicycleGAN iteration: update G and E together, then D and D2."""

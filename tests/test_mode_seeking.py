@@ -1,0 +1,61 @@
+"""The optional mode-seeking term (MSGAN, Mao et al. 2019) of the BicycleGAN model family."""
+from __future__ import annotations
+
+import torch
+
+from ganzoo.models import BicycleGAN
+from test_variants import TINY, batch, variant
+
+
+def test_mode_seeking_is_off_by_default_so_the_official_objective_is_unchanged() -> None:
+    assert BicycleGAN.loss_weights["mode_seeking"] == 0.0
+    model = BicycleGAN(variant("bicyclegan", TINY))
+    assert "mode_seeking" not in model.generator_objective(batch()["A"][:2], batch()["B"][:2])[1]
+
+
+def test_mode_seeking_is_the_inverse_ratio_of_image_gap_to_code_gap() -> None:
+    model = BicycleGAN(variant("bicyclegan", TINY))
+    fake_a, fake_b = torch.zeros(2, 3, 4, 4), torch.full((2, 3, 4, 4), 0.5)
+    z_a, z_b = torch.zeros(2, 4), torch.full((2, 4), 2.0)
+    term = model._mode_seeking(batch()["A"][:2], fake_a, z_a, fake_b, z_b)
+    assert torch.allclose(term, torch.tensor(1.0 / (0.5 / 2.0 + 1e-5)))
+
+
+def test_mode_seeking_joins_the_total_with_its_weight() -> None:
+    data = batch()
+    A, B = data["A"][:2], data["B"][:2]
+    model = BicycleGAN(variant("bicyclegan", [*TINY, "model.losses.mode_seeking=3.0"]))
+    torch.manual_seed(0)
+    with_term, losses, fake_enc, fake_rand = model.generator_objective(A, B)
+    model.weights["mode_seeking"] = 0.0
+    torch.manual_seed(0)
+    without_term = model.generator_objective(A, B)[0]
+    assert torch.isfinite(losses["mode_seeking"]) and losses["mode_seeking"] > 0
+    # Same codes, same networks: the totals differ by the weighted term alone.
+    assert torch.allclose(with_term - without_term, 3.0 * losses["mode_seeking"], rtol=1e-4)
+
+
+def test_mode_seeking_without_an_encoder_draws_a_second_code() -> None:
+    model = BicycleGAN(variant("pix2pix_noise", [*TINY, "model.losses.mode_seeking=1.0"]))
+    losses = model.train_step(batch())
+    assert "mode_seeking" in losses and torch.isfinite(losses["mode_seeking"])
+
+
+def test_minimising_mode_seeking_pushes_outputs_for_different_codes_apart() -> None:
+    torch.manual_seed(0)
+    model = BicycleGAN(variant("pix2pix_noise", [*TINY, "model.losses.mode_seeking=1.0"]))
+    G = model.networks["G"]
+    A = batch()["A"][:2]
+    z_a, z_b = torch.randn(2, 4), torch.randn(2, 4)
+
+    def gap() -> float:
+        with torch.no_grad():
+            return float(torch.mean(torch.abs(G(A, z_a) - G(A, z_b))))
+
+    before = gap()
+    optimizer = torch.optim.SGD(G.parameters(), lr=1e-3)
+    for _ in range(5):
+        optimizer.zero_grad()
+        model._mode_seeking(A, G(A, z_a), z_a, G(A, z_b), z_b).backward()
+        optimizer.step()
+    assert gap() > before
