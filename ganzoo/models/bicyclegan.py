@@ -49,6 +49,9 @@ class BicycleGAN(ModelSpec, nn.Module):
         "conditional_D": Option(False, bool, "discriminators see (A, B) pairs instead of B alone"),
         "latent_trains_E": Option(False, bool, "the latent L1 also updates E (cLR-GAN alone); BicycleGAN "
                                   "updates only G with it"),
+        "kl_free_nats": Option(0.0, (int, float), "free bits against posterior collapse: KL below this many "
+                               "nats per latent dimension (batch mean) is not penalised; 0 is the paper's KL",
+                               minimum=0),
     }
     # l1_random (not in the paper's BicycleGAN): L1 from G(A, z_random) to B, which is pix2pix+noise.
     # mode_seeking (not in the paper; MSGAN, Mao et al. 2019): 1 / (|G(A,z1) - G(A,z2)| / |z1 - z2|).
@@ -113,6 +116,7 @@ class BicycleGAN(ModelSpec, nn.Module):
         self.use_same_D: bool = model.get("use_same_D", False)
         self.conditional_D: bool = model.get("conditional_D", False)
         self.latent_trains_E: bool = model.get("latent_trains_E", False)
+        self.kl_free_nats: float = float(model.get("kl_free_nats", 0.0))
         opt_cfg = recipe["train"]["optimizer"]
         self.optimizers = {name: make_optimizer(net.parameters(), opt_cfg, self.device)
                            for name, net in self.networks.items()}
@@ -173,10 +177,17 @@ class BicycleGAN(ModelSpec, nn.Module):
             total = total + w["l1"] * losses["l1"]
         if w["kl"] > 0 and logvar is not None:
             mu32, logvar32 = mu.float(), logvar.float()
-            losses["kl"] = -0.5 * torch.sum(1 + logvar32 - mu32.pow(2) - logvar32.exp())
+            kl_per_dim = -0.5 * (1 + logvar32 - mu32.pow(2) - logvar32.exp())  # (N, nz)
+            losses["kl"] = kl_per_dim.sum()
+            penalised = losses["kl"]
+            if self.kl_free_nats > 0:
+                # Free bits (Kingma et al., 2016): a dimension's batch-mean KL under the allowance costs
+                # nothing, so E can start carrying information before G has learnt to use it.
+                per_dim = kl_per_dim.mean(0)
+                penalised = torch.clamp(per_dim, min=self.kl_free_nats).sum() * kl_per_dim.shape[0]
             # A sum over the batch, as in the official code: with N data-parallel processes each sees
             # 1/N of the batch and gradients are averaged, so the sum is scaled back up by N.
-            total = total + w["kl"] * self.world_size * losses["kl"]
+            total = total + w["kl"] * self.world_size * penalised
         if w["l1_random"] > 0:
             losses["l1_random"] = F.l1_loss(fake_rand.float(), B_enc.float())
             total = total + w["l1_random"] * losses["l1_random"]

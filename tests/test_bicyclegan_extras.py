@@ -1,7 +1,11 @@
-"""The optional mode-seeking term (MSGAN, Mao et al. 2019) of the BicycleGAN model family."""
+"""BicycleGAN options beyond the paper, all off by default: the mode-seeking term (MSGAN, Mao et al.
+2019) and free bits on the KL (Kingma et al., 2016)."""
 from __future__ import annotations
 
+import pytest
 import torch
+
+from ganzoo.errors import RecipeError
 
 from ganzoo.models import BicycleGAN
 from test_variants import TINY, batch, variant
@@ -59,3 +63,46 @@ def test_minimising_mode_seeking_pushes_outputs_for_different_codes_apart() -> N
         model._mode_seeking(A, G(A, z_a), z_a, G(A, z_b), z_b).backward()
         optimizer.step()
     assert gap() > before
+
+
+def test_free_bits_default_to_zero_and_leave_the_official_kl_untouched() -> None:
+    model = BicycleGAN(variant("bicyclegan", TINY))
+    assert model.kl_free_nats == 0.0
+    data = batch()
+    torch.manual_seed(0)
+    total, losses, _, _ = model.generator_objective(data["A"][:2], data["B"][:2])
+    model.weights["kl"] = 0.0
+    torch.manual_seed(0)
+    without_kl = model.generator_objective(data["A"][:2], data["B"][:2])[0]
+    assert torch.allclose(total - without_kl, 0.01 * losses["kl"], rtol=1e-4, atol=1e-7)
+
+
+def test_free_bits_stop_the_kl_gradient_below_the_allowance_and_keep_it_above() -> None:
+    data = batch()
+    model = BicycleGAN(variant("bicyclegan", [*TINY, "model.kl_free_nats=100.0"]))
+    E = model.networks["E"]
+    with torch.no_grad():  # an encoder far from the prior (the init keeps mu and logvar near 0)
+        for p in E.parameters():
+            p.mul_(30)
+    for name in ("l1", "gan", "gan2", "latent"):
+        model.weights[name] = 0.0  # the KL alone
+
+    def kl_gradients() -> list[torch.Tensor]:
+        E.zero_grad(set_to_none=False)
+        torch.manual_seed(0)
+        model.generator_objective(data["A"][:2], data["B"][:2])[0].backward()
+        return [p.grad.clone() for p in E.parameters()]
+
+    assert not any(g.any() for g in kl_gradients())  # every dimension under 100 nats: free
+    model.kl_free_nats = 1e-6
+    above = kl_gradients()  # every dimension above the allowance: the paper's gradient
+    model.kl_free_nats = 0.0
+    official = kl_gradients()
+    assert any(g.any() for g in official)
+    assert all(torch.allclose(a, o, rtol=1e-4, atol=1e-8) for a, o in zip(above, official))
+
+
+def test_free_bits_are_a_recipe_key_with_a_clear_error() -> None:
+    assert variant("bicyclegan", ["model.kl_free_nats=0.5"])["model"]["kl_free_nats"] == 0.5
+    with pytest.raises(RecipeError, match="model.kl_free_nats"):
+        variant("bicyclegan", ["model.kl_free_nats=-1"])
