@@ -41,7 +41,8 @@ ABLATION: dict[str, list[str]] = {
     "model.networks.E.type": ["resnet_128", "conv_128"],
     "model.networks.G.inject": ["input", "all"],
 }
-SCORES = ("mode_coverage", "on_palette", "same_colour_fraction", "colours_per_input")
+SCORES = ("mode_coverage", "on_palette", "same_colour_fraction", "colours_per_input", "nearest_colour_coverage",
+          "same_nearest_colour_fraction")
 
 
 @dataclass
@@ -106,10 +107,8 @@ def train(job: Job, threads: int = 1) -> str:
 
 def evaluate_checkpoints(folder: Path, num_inputs: int, num_z: int) -> dict[int, dict[str, float]]:
     """``mode_coverage`` scores of every ``step_N.pt`` of a run, cached in ``RUN/coverage.json``."""
-    from ganzoo.evaluation import evaluate, evaluation_dataset
+    from ganzoo.evaluation import evaluate
     from ganzoo.inference import load
-    from ganzoo.metrics.base import EvalContext
-    from ganzoo.metrics.shapes import coverage_statistics
 
     cache_file = folder / "coverage.json"
     protocol = {"num_inputs": num_inputs, "num_z": num_z, "split": "val", "seed": 0}
@@ -121,21 +120,11 @@ def evaluate_checkpoints(folder: Path, num_inputs: int, num_z: int) -> dict[int,
     scores: dict[str, dict[str, float]] = cache.get("scores", {})
     for path in sorted((folder / "checkpoints").glob("step_*.pt")):
         step = str(int(path.stem.split("_")[1]))
-        if "nearest_colour_coverage" in scores.get(step, {}):
+        if all(key in scores.get(step, {}) for key in SCORES):
             continue
-        model = load(path, device="cpu")
-        if step not in scores:
-            result = evaluate(model, metrics=["mode_coverage"], num_inputs=num_inputs, num_z=num_z, seed=0,
-                              split="val")
-            scores[step] = {k: float(v) for k, v in result["metrics"]["mode_coverage"].items() if k in SCORES}
-        # The same samples (same seed, same codes) with every shape given its NEAREST palette colour: whether
-        # z acts as one global colour knob, even while most colours are still off the palette, and how
-        # many colours z reaches at all (diversity without the precision the tolerance asks for).
-        ctx = EvalContext(model, evaluation_dataset(model.recipe, "val"), num_inputs=num_inputs, num_z=num_z, seed=0,
-                          split="val")
-        nearest = coverage_statistics(ctx.samples(), ctx.records() or [], tolerance=float("inf"))
-        scores[step]["same_nearest_colour_fraction"] = float(nearest["same_colour_fraction"])
-        scores[step]["nearest_colour_coverage"] = float(nearest["mode_coverage"])
+        result = evaluate(load(path, device="cpu"), metrics=["mode_coverage"], num_inputs=num_inputs, num_z=num_z,
+                          seed=0, split="val")
+        scores[step] = {k: float(v) for k, v in result["metrics"]["mode_coverage"].items() if k in SCORES}
         cache_file.write_text(json.dumps({"protocol": protocol, "scores": scores}, indent=1))
     return {int(k): v for k, v in scores.items()}
 

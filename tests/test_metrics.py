@@ -1,6 +1,8 @@
 """Metric properties, without downloads: identical sets, z ignored, ground truth and palette-perfect samples."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from ganzoo.metrics.base import EvalContext, MetricUnavailable
 from ganzoo.metrics.diversity import find_backbone_weights, load_lpips, lpips_distance
 from ganzoo.metrics.realism import find_inception_weights
 from ganzoo.metrics.shapes import coverage_statistics, match_palette
+from ganzoo.registry import build
 
 SIZE = 32
 
@@ -55,6 +58,19 @@ def test_model_painting_every_palette_colour_covers_eight(shapes_root) -> None:
     assert stats["colours_per_input"] == 8.0
     # every sample paints all its shapes alike: no colour independence at all
     assert stats["same_colour_fraction"] == 1.0
+
+
+def test_mode_coverage_separates_diversity_from_colour_precision(shapes_root) -> None:
+    _, records = _b_images(shapes_root)
+    # Every palette colour, each 0.2 off in green: diverse but imprecise samples.
+    off = [tuple(int(v) for v in np.clip(np.asarray(c) + np.array([0, 51, 0]) * (1 if c[1] < 128 else -1), 0, 255))
+           for c in PALETTE]
+    samples = torch.stack([torch.stack([_painted(r, c) for c in off]) for r in records])
+    context = SimpleNamespace(samples=lambda: samples, records=lambda: records, num_inputs=len(records), num_z=8)
+    stats = build("metric", "mode_coverage").compute(context).values
+    assert stats["mode_coverage"] == 0.0 and stats["on_palette"] == 0.0
+    assert stats["nearest_colour_coverage"] == 8.0
+    assert stats["same_nearest_colour_fraction"] == 1.0  # each sample paints all its shapes alike
 
 
 def test_palette_tolerance_is_012_in_unit_rgb() -> None:

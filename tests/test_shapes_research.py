@@ -41,8 +41,8 @@ def test_research_script_trains_scores_and_writes_tables(research, tmp_path: Pat
     results = json.loads((out / "results.json").read_text())
     runs = results["runs"]
     assert set(runs) == {"bicyclegan_seed0", "pix2pix_noise_seed0",
-                         "E=resnet_128__inject=input_seed0", "E=conv_128__inject=input_seed0",
-                         "E=conv_128__inject=all_seed0"}  # resnet_128 x all is the recipe itself: bicyclegan_seed0
+                         "E=resnet_128__inject=input_seed0", "E=resnet_128__inject=all_seed0",
+                         "E=conv_128__inject=all_seed0"}  # conv_128 x input is the recipe itself: bicyclegan_seed0
     for name, run in runs.items():
         assert run["status"] == "trained", name
         assert sorted(run["scores"]) == ["1", "2"], name  # every checkpoint scored
@@ -58,8 +58,8 @@ def test_research_script_trains_scores_and_writes_tables(research, tmp_path: Pat
     assert "| BicycleGAN | 2 |" in table and "| pix2pix+noise | 1 |" in table
     assert "| resnet_128 | input | 2 | 1 |" in table and "| conv_128 | all | 2 | 1 |" in table
     # The ablation ran the BicycleGAN recipe with each cell's values.
-    recipe = (out / "ablation" / "E=conv_128__inject=input_seed0" / "recipe.yaml").read_text()
-    assert "conv_128" in recipe and "inject: input" in recipe
+    recipe = (out / "ablation" / "E=resnet_128__inject=all_seed0" / "recipe.yaml").read_text()
+    assert "resnet_128" in recipe and "inject: all" in recipe
 
     # Re-running skips the finished runs and reuses the cached scores.
     assert research.main(args) == 0

@@ -105,6 +105,11 @@ def _needs(ctx: EvalContext, flavours: tuple[str, ...]) -> str | None:
 class ModeCoverage(Metric):
     """Palette colours each shape takes across the samples (shapes-multimodal; the data reaches 8).
 
+    Scores: ``mode_coverage``, ``colours_per_input``, ``on_palette`` (fraction of shape colours within
+    the tolerance), ``same_colour_fraction`` (multi-shape samples with all shapes one palette colour),
+    and the same two figures with every shape given its nearest palette colour, no tolerance:
+    ``nearest_colour_coverage`` (diversity alone) and ``same_nearest_colour_fraction``.
+
     Args:
         tolerance: a shape's mean colour counts as a palette colour within this RGB distance (in [0, 1]).
     """
@@ -116,8 +121,16 @@ class ModeCoverage(Metric):
         return _needs(ctx, ("shapes-multimodal",))
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        stats = coverage_statistics(ctx.samples(), ctx.records() or [], tolerance=self.tolerance)
+        samples, records = ctx.samples(), ctx.records() or []
+        stats = coverage_statistics(samples, records, tolerance=self.tolerance)
+        # The same samples with every shape given its nearest palette colour (no tolerance): how many
+        # colours z reaches at all, and whether it acts as one global colour knob, however imprecise the
+        # colours still are. The gap to mode_coverage is what colour precision costs.
+        nearest = coverage_statistics(samples, records, tolerance=float("inf"))
+        stats["nearest_colour_coverage"] = nearest["mode_coverage"]
+        stats["same_nearest_colour_fraction"] = nearest["same_colour_fraction"]
         info = {"rule": f"shape mean colour within {self.tolerance} (RGB in [0,1]) of a palette colour",
+                "nearest_rule": "each shape given its nearest palette colour, no tolerance",
                 "palette_size": 8, "inputs": ctx.num_inputs, "samples_per_input": ctx.num_z}
         return MetricResult(stats, info)
 
