@@ -79,7 +79,7 @@ def evaluate(model: nn.Module | str | os.PathLike[str], *, data_root: str | os.P
         dataset: a ready dataset instead of the recipe's (its items as the datasets give them).
 
     Returns:
-        ``{"checkpoint", "step", "model", "protocol", "metrics": {name: {score: value, "info": {...}}},
+        ``{"checkpoint", "step", "weight_average", "model", "protocol", "metrics": {name: {score: value, "info": {...}}},
         "skipped": {name: reason}, "unavailable": {name: message}, "seconds"}``.
     """
     from ganzoo.inference import load
@@ -128,6 +128,7 @@ def evaluate(model: nn.Module | str | os.PathLike[str], *, data_root: str | os.P
     return {
         "checkpoint": str(getattr(model, "checkpoint_path", "") or ""),
         "step": int(getattr(model, "step", 0) or 0),
+        "weight_average": bool(getattr(model, "uses_weight_average", False)),  # train.ema weights in use
         "model": ctx.model_type,
         "protocol": {**ctx.protocol(), "data_root": str(getattr(dataset, "root", data_root or ""))},
         "metrics": scores,

@@ -19,6 +19,7 @@ import torch.nn as nn
 from ganzoo.errors import CheckpointError, DataError, GanzooError
 from ganzoo.plugins import load_recipe_plugins
 from ganzoo.training.checkpoint import load_checkpoint, load_network_state
+from ganzoo.training.ema import apply_stored_average
 
 
 def resolve_checkpoint(run_or_checkpoint: str | os.PathLike[str]) -> Path:
@@ -44,7 +45,8 @@ def build_model(recipe: dict[str, Any], device: torch.device | str = "cpu") -> n
     return model_cls(recipe, device)
 
 
-def load(run_or_checkpoint: str | os.PathLike[str], device: torch.device | str | None = None) -> nn.Module:
+def load(run_or_checkpoint: str | os.PathLike[str], device: torch.device | str | None = None, *,
+         ema: bool = True) -> nn.Module:
     """Load a trained model from a run folder or a checkpoint file.
 
     Args:
@@ -52,11 +54,14 @@ def load(run_or_checkpoint: str | os.PathLike[str], device: torch.device | str |
             written by ``ganzoo train`` or ``ganzoo import-official``.
         device: where the networks go; ``None`` picks the recipe's ``train.device`` rule (``auto``:
             CUDA, then MPS, then CPU).
+        ema: use the generators' weight average when the run kept one (``train.ema``); False gives
+            the trained weights themselves.
 
     Returns:
         The model (``pix2pix``, ``cyclegan``, ``bicyclegan`` ...) in eval mode, with its networks by
         name (``model.networks["G"]``), ``model.sample(A, z=None, num_z=1)``, and the attributes
-        ``recipe`` (the stored resolved recipe), ``step`` and ``checkpoint_path``.
+        ``recipe`` (the stored resolved recipe), ``step``, ``checkpoint_path`` and
+        ``uses_weight_average``.
     """
     from ganzoo.training.device import resolve_device
 
@@ -74,6 +79,7 @@ def load(run_or_checkpoint: str | os.PathLike[str], device: torch.device | str |
         if name not in networks:
             raise CheckpointError(f"{path} has no network {name} (it has {', '.join(networks) or 'none'})")
         load_network_state(name, net, networks[name], str(path))
+    model.uses_weight_average = ema and apply_stored_average(model, payload, str(path))
     model.eval()
     model.recipe = recipe
     model.step = int(payload.get("step", 0))

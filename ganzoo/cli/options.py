@@ -21,3 +21,11 @@ def set_option(command: F) -> F:
 def recipe_argument(command: F) -> F:
     """Add the RECIPE argument (a YAML file; its existence is checked by the recipe loader)."""
     return click.argument("recipe", metavar="RECIPE")(command)
+
+
+def raw_weights_option(command: F) -> F:
+    """Add ``--raw-weights``: the trained generator weights even when the run kept their average (``train.ema``)."""
+    return click.option(
+        "--raw-weights", is_flag=True,
+        help="Use the trained generator weights, not their moving average (runs with train.ema > 0).",
+    )(command)

@@ -15,6 +15,7 @@ import torch
 from rich.console import Console
 
 from ganzoo.cli.app import main
+from ganzoo.cli.options import raw_weights_option
 from ganzoo.errors import GanzooError
 
 
@@ -80,11 +81,12 @@ def write_index(out_dir: Path, rows: list[dict[str, object]], title: str) -> Pat
               help="CycleGAN: which generator translates the inputs.")
 @click.option("--pairs", is_flag=True, help="Inputs are A|B side-by-side images: use only the input half.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random codes.")
+@raw_weights_option
 @click.option("--device", default=None, help="cpu, cuda, cuda:N, mps (default: the recipe's rule).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (default: samples/<run name>).")
 def sample_command(run_or_checkpoint: Path, input_path: Path, num_z: int, sync_z: bool, encode_path: Path | None,
-                   interp: int, direction: str, pairs: bool, seed: int, device: str | None,
+                   interp: int, direction: str, pairs: bool, seed: int, raw_weights: bool, device: str | None,
                    out_dir: Path | None) -> None:
     """Translate input images with a trained model: many outputs per input, grids and an index.html."""
     from ganzoo.inference import (
@@ -99,7 +101,7 @@ def sample_command(run_or_checkpoint: Path, input_path: Path, num_z: int, sync_z
     )
 
     console = Console(stderr=True)
-    model = load(run_or_checkpoint, device=device)
+    model = load(run_or_checkpoint, device=device, ema=not raw_weights)
     recipe = model.recipe
     nz = model_nz(model)
     is_cyclegan = "G_A" in model.networks

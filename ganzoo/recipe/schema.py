@@ -114,6 +114,8 @@ TRAIN: dict[str, Key] = {
     "channels_last": Key(False, bool, "channels-last memory format"),
     "compile": Key(False, bool, "torch.compile the networks"),
     "nonfinite": Key("stop", str, "what a NaN/inf loss does", choices=("stop", "skip")),
+    "ema": Key(0.0, float, "decay of a moving average of the generators' weights, kept beside them and used "
+               "for samples and evaluation (0: off; 0.999 averages about the last 1000 steps)", minimum=0, below=1),
     "eval_every": Key(None, int, "evaluate on the val split every N steps (null: never)", nullable=True, minimum=1),
     "eval_metrics": Key(None, list, "metrics evaluated during training (null: all that apply)", nullable=True,
                         item_type=str),

@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from ganzoo.models.assembly import compile_networks
 from ganzoo.registry import build, get_component
 from ganzoo.training.checkpoint import CheckpointDir, estimate_checkpoint_bytes, load_network_state
 from ganzoo.training.distributed import batch_multiple, check_batch_size, setup_distributed, wrap_networks
+from ganzoo.training.ema import GeneratorEMA
 from ganzoo.training.rng import rng_state, seed_everything, set_rng_state
 from ganzoo.training.run_log import RunLog
 from ganzoo.training.sampler import ResumableBatchSampler
@@ -149,6 +151,8 @@ class Trainer:
         if train.get("compile"):
             compile_networks(self.model)
         wrap_networks(self.model, self.dist, self.console)
+        ema_decay = float(train.get("ema") or 0.0)
+        self.ema = GeneratorEMA(self.model, ema_decay) if ema_decay > 0 else None
         self.dist.seed_rank_stream(int(train["seed"]), 0)
         self.schedulers = {name: self._make_scheduler(opt) for name, opt in self.model.optimizers.items()}
         self.step = 0
@@ -221,6 +225,7 @@ class Trainer:
             "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
             "model_state": self.model.extra_state(),
             "rng": rng_state(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def load_state(self, payload: dict[str, Any], source: str) -> None:
@@ -248,6 +253,10 @@ class Trainer:
         if payload.get("total_steps", self.total_steps) != self.total_steps:
             self._stretch_schedules()
         self.model.load_extra_state(payload.get("model_state", {}))
+        if self.ema is not None and payload.get("ema"):
+            self.ema.load_state_dict(payload["ema"], source)
+        elif self.ema is not None:  # train.ema switched on for a resumed run: the average starts here
+            self.ema = GeneratorEMA(self.model, self.ema.decay)
         set_rng_state(payload["rng"])
         self.step = int(payload["step"])
         self.dist.seed_rank_stream(int(self.recipe["train"]["seed"]), self.step)
@@ -367,6 +376,8 @@ class Trainer:
                         last_losses, stop = self.dist.agree(last_losses, self._stop_signal is not None)
                         self._check_finite(last_losses, buffers)
                         self._step_schedulers(last_losses)
+                        if self.ema is not None:
+                            self.ema.update(self.model)
                         self.step += 1
                         progress.advance(self.step, last_losses)
                         if self.step % int(log["every"]) == 0 or self.step == self.total_steps:
@@ -414,7 +425,8 @@ class Trainer:
                                    "evaluation is off for this run[/]")
                 self._eval_off = True
                 return None
-        result = evaluate(self.model, dataset=self._eval_data, metrics=self.recipe["train"].get("eval_metrics"))
+        with self._averaged_weights():
+            result = evaluate(self.model, dataset=self._eval_data, metrics=self.recipe["train"].get("eval_metrics"))
         result["step"] = self.step
         if run_log.writer is not None:
             log_to_tensorboard(result, run_log.writer, self.step)
@@ -422,11 +434,16 @@ class Trainer:
             f.write(json.dumps(result) + "\n")
         return result
 
+    def _averaged_weights(self) -> AbstractContextManager[None]:
+        """Samples and evaluations see what ``ganzoo.load`` will give: the weight average when kept."""
+        return self.ema.applied(self.model) if self.ema is not None else nullcontext()
+
     @torch.no_grad()
     def write_samples(self, run_log: RunLog) -> Path:
         self.model.eval()
         # pix2pix evaluates in train mode in the official code (dropout as noise); samples here are
         # taken in eval mode for stable grids, except that batch norm keeps running statistics.
-        rows = self.model.visuals(self._sample_batch, self._sample_z)
+        with self._averaged_weights():
+            rows = self.model.visuals(self._sample_batch, self._sample_z)
         self.model.train()
         return run_log.sample_grid(self.step, rows)
