@@ -110,31 +110,6 @@ def apply_policy(generator: nn.Module, dropout: str, batch_stats: str) -> tuple[
     return net, batch_stats
 
 
-def _load_model(run_or_checkpoint: str | os.PathLike[str]) -> nn.Module:
-    try:
-        from ganzoo.inference import load
-    except ImportError:  # an older ganzoo without ganzoo.inference: rebuild the model here
-        load = None
-    if load is not None:
-        return load(run_or_checkpoint, device="cpu")
-    from ganzoo.plugins import load_recipe_plugins
-    from ganzoo.registry import get_component
-    from ganzoo.training.checkpoint import load_checkpoint, load_network_state
-
-    path = Path(run_or_checkpoint)
-    if path.is_dir():
-        path = path / "checkpoints" / "latest.pt"
-    payload = load_checkpoint(path)
-    recipe = payload["recipe"]
-    load_recipe_plugins(recipe)
-    model = get_component("model", recipe["model"]["type"]).factory(recipe, torch.device("cpu"))
-    for name, net in model.networks.items():
-        load_network_state(name, net, payload["networks"][name], str(path))
-    model.recipe = recipe
-    model.checkpoint_path = path
-    return model
-
-
 def pick_generator(model: nn.Module, direction: str = "AtoB") -> str:
     """The name of the generator to export: ``G``, or ``G_A``/``G_B`` for CycleGAN by direction."""
     names = list(model.networks)
@@ -218,7 +193,8 @@ def _export_onnx(wrapper: ExportedGenerator, inputs: tuple[torch.Tensor, ...], o
 
 def export_generator(run_or_checkpoint: str | os.PathLike[str], format: str = "torchscript", *,
                      out: str | os.PathLike[str] | None = None, dropout: str = "eval", batch_stats: str = "auto",
-                     direction: str = "AtoB", size: int | None = None, parity_batch: int = 2) -> ExportResult:
+                     direction: str = "AtoB", size: int | None = None, parity_batch: int = 2,
+                     ema: bool = True) -> ExportResult:
     """Export the generator of a run (or checkpoint) and check it against the PyTorch model.
 
     Args:
@@ -229,12 +205,15 @@ def export_generator(run_or_checkpoint: str | os.PathLike[str], format: str = "t
         direction: CycleGAN only: ``AtoB`` exports ``G_A``, ``BtoA`` exports ``G_B``.
         size: image side used for tracing and the parity check (default: the recipe's input size).
         parity_batch: batch size of the parity check.
+        ema: export the generator's weight average when the run kept one (``train.ema``).
     """
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     if format == "onnx":
         _require_onnx()  # fail before loading anything
-    model = _load_model(run_or_checkpoint)
+    from ganzoo.inference import load
+
+    model = load(run_or_checkpoint, device="cpu", ema=ema)
     recipe = model.recipe
     name = pick_generator(model, direction)
     net, batch_stats = apply_policy(model.networks[name], dropout, batch_stats)

@@ -119,3 +119,17 @@ def test_eval_cli_says_which_weights_it_scored(data: Path, tmp_path: Path) -> No
     averaged = json.loads(CliRunner().invoke(main, common, catch_exceptions=False).output)
     trained = json.loads(CliRunner().invoke(main, [*common, "--raw-weights"], catch_exceptions=False).output)
     assert averaged["weight_average"] is True and trained["weight_average"] is False
+
+
+def test_export_writes_the_average_unless_asked_for_the_trained_weights(data: Path, tmp_path: Path) -> None:
+    from ganzoo.export import export_generator
+
+    run = tmp_path / "run"
+    Trainer(pix2pix_recipe(data, max_steps=3), run, show_progress=False).run()
+    x = torch.rand(1, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        expected = {ema: load(run, device="cpu", ema=ema).networks["G"](x) for ema in (True, False)}
+        assert (expected[True] - expected[False]).abs().max() > 1e-3  # the two weight sets differ
+        for ema in (True, False):
+            result = export_generator(run, "torchscript", out=tmp_path / f"G_{ema}.pt", ema=ema)
+            assert torch.allclose(torch.jit.load(str(result.path))(x), expected[ema], atol=1e-5)
