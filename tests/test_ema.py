@@ -129,7 +129,7 @@ def test_export_writes_the_average_unless_asked_for_the_trained_weights(data: Pa
     x = torch.rand(1, 1, 32, 32) * 2 - 1
     with torch.no_grad():
         expected = {ema: load(run, device="cpu", ema=ema).networks["G"](x) for ema in (True, False)}
-        assert (expected[True] - expected[False]).abs().max() > 1e-3  # the two weight sets differ
+        assert (expected[True] - expected[False]).abs().max() > 1e-4  # the two weight sets differ
         for ema in (True, False):
             result = export_generator(run, "torchscript", out=tmp_path / f"G_{ema}.pt", ema=ema)
-            assert torch.allclose(torch.jit.load(str(result.path))(x), expected[ema], atol=1e-5)
+            assert torch.allclose(torch.jit.load(str(result.path))(x), expected[ema], rtol=1e-4, atol=1e-6)
