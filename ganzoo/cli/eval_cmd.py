@@ -46,8 +46,8 @@ def _format(value: float) -> str:
               help="Also write the scores as eval/* scalars to this TensorBoard log folder.")
 def eval_command(run_or_checkpoint: Path, data_root: Path | None, split: str, metric_list: str | None,
                  num_inputs: int, num_z: int, seed: int, raw_weights: bool, direction: str, lpips_net: str,
-                 lpips_version: str, lpips_weights: Path | None, inception_weights: Path | None, device: str | None, as_json: bool,
-                 out_file: Path | None, tb_dir: Path | None) -> None:
+                 lpips_version: str, lpips_weights: Path | None, inception_weights: Path | None,
+                 device: str | None, as_json: bool, out_file: Path | None, tb_dir: Path | None) -> None:
     """Score a trained model on a data split: diversity, realism, faithfulness, shapes-world coverage."""
     from ganzoo.evaluation import evaluate, log_to_tensorboard
     from ganzoo.inference import load
