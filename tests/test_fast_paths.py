@@ -282,3 +282,24 @@ def test_compiled_networks_give_the_same_step() -> None:
     compile_networks(fast_model)
     assert fast_model.networks.state_dict().keys() == plain_model.networks.state_dict().keys()
     assert_same_step(step_and_grads(fast_model, batch), step_and_grads(plain_model, batch), rtol=1e-3, atol=1e-5)
+
+
+def test_the_fused_finiteness_check_matches_the_plain_one_and_leaves_gradients_alone() -> None:
+    from ganzoo.training.precision import grads_are_finite
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(7)),
+              torch.nn.Parameter(torch.randn(2))]
+    optimizer = torch.optim.Adam(params[:2])
+    other = torch.optim.Adam(params[2:])
+    assert grads_are_finite([optimizer, other])  # no gradients yet
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e30  # large but finite: no overflow in the check
+    before = [p.grad.clone() for p in params]
+    assert grads_are_finite([optimizer, other])
+    assert all(torch.equal(p.grad, b) for p, b in zip(params, before))  # bit for bit
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        params[2].grad[1] = bad
+        assert not grads_are_finite([optimizer, other])
+        assert grads_are_finite([optimizer])  # only the other optimizer's gradients are bad
+        params[2].grad[1] = 0.0
