@@ -130,6 +130,15 @@ def test_nonfinite_skip_really_skips_the_update(data_root: Path, tmp_path: Path,
     assert '"skipped_steps": 1' in summary
 
 
+def test_a_skipped_step_is_not_averaged_into_the_weight_average(data_root: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    poison_step(monkeypatch, 3)
+    t = trainer(data_root, tmp_path / "run", nonfinite="skip", ema=0.5)
+    t.run()
+    assert t.skipped_steps == 1
+    assert int(t.ema.averages["G"].n_averaged) == 3  # 4 steps, one of them skipped
+
+
 def test_precision_refuses_nonfinite_gradients() -> None:
     net = torch.nn.Linear(2, 2)
     opt = torch.optim.Adam(net.parameters())

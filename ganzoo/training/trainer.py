@@ -307,15 +307,18 @@ class Trainer:
             return None
         return [b.detach().clone() for b in self.model.networks.buffers()]
 
-    def _check_finite(self, losses: dict[str, torch.Tensor], buffers: list[torch.Tensor] | None = None) -> None:
-        """Stop, or count a skipped step, when a loss or a gradient of this step was NaN/inf."""
+    def _check_finite(self, losses: dict[str, torch.Tensor], buffers: list[torch.Tensor] | None = None) -> bool:
+        """Stop, or count a skipped step, when a loss or a gradient of this step was NaN/inf.
+
+        Returns whether the step counts as applied (False: skipped under ``train.nonfinite: skip``).
+        """
         precision = getattr(self.model, "precision", None)
         refused = list(getattr(precision, "skipped", []))
         if precision is not None:
             precision.skipped.clear()
         values = torch.stack([v.float().reshape(()) for v in losses.values()]) if losses else torch.zeros(1)
         if not refused and bool(torch.isfinite(values).all()):
-            return
+            return True
         bad = [k for k, v in losses.items() if not math.isfinite(float(v))]
         what = f"loss {', '.join(bad)}" if bad else "the gradients"
         not_applied = f"the update(s) of {', '.join(refused)} were not applied" if refused else "the updates were applied"
@@ -328,7 +331,7 @@ class Trainer:
             if self.dist.is_main:
                 self.console.print(f"[yellow]step {self.step + 1}: {what} non-finite; {not_applied} "
                                    f"(train.nonfinite=skip, {self.skipped_steps} skipped so far)[/]")
-            return
+            return False
         last = self.checkpoints.step_files()
         kept = (f"the last good checkpoint {last[-1][1]} is untouched" if last
                 else "no checkpoint had been written yet")
@@ -374,9 +377,9 @@ class Trainer:
                         last_losses = self.model.train_step(batch)
                         # Several ranks: average the losses and agree on stopping (one all-reduce).
                         last_losses, stop = self.dist.agree(last_losses, self._stop_signal is not None)
-                        self._check_finite(last_losses, buffers)
+                        applied = self._check_finite(last_losses, buffers)
                         self._step_schedulers(last_losses)
-                        if self.ema is not None:
+                        if self.ema is not None and applied:  # a skipped step is no new weights to average
                             self.ema.update(self.model)
                         self.step += 1
                         progress.advance(self.step, last_losses)
