@@ -21,11 +21,12 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def load(run_or_checkpoint: str | os.PathLike[str], device: str | torch.device | None = None) -> torch.nn.Module:
+def load(run_or_checkpoint: str | os.PathLike[str], device: str | torch.device | None = None, *,
+         ema: bool = True) -> torch.nn.Module:
     """Load a trained model from a run folder or checkpoint; see :func:`ganzoo.inference.load`."""
     from ganzoo.inference import load as _load
 
-    return _load(run_or_checkpoint, device=device)
+    return _load(run_or_checkpoint, device=device, ema=ema)
 
 
 __all__ = [

@@ -8,6 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import ganzoo
 from fault_injection import SHAPES_PAIRED, SHAPES_UNPAIRED, tiny_recipe
 from ganzoo.cli.app import main
 from ganzoo.data.shapes import ensure_shapes
@@ -65,6 +66,8 @@ def test_checkpoints_keep_the_average_and_load_uses_it_unless_asked(data: Path, 
     assert payload["ema"]["decay"] == 0.5 and set(payload["ema"]["networks"]) == {"G"}
     averaged, trained = load(run, device="cpu"), load(run, device="cpu", ema=False)
     assert averaged.uses_weight_average and not trained.uses_weight_average
+    # The package-level entry point takes the same switch.
+    assert not ganzoo.load(run, device="cpu", ema=False).uses_weight_average
     for k, v in averaged.networks["G"].state_dict().items():
         assert torch.equal(v, payload["ema"]["networks"]["G"][k])
         assert torch.equal(trained.networks["G"].state_dict()[k], payload["networks"]["G"][k])
