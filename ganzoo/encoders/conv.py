@@ -9,8 +9,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ganzoo.errors import ComponentError
 from ganzoo.layers import activation, norm_layer
 from ganzoo.layers.checks import check_image_batch, check_min_size, check_positive
+from ganzoo.layers.latent import check_z_grid, latent_channels
 from ganzoo.registry import register, register_preset
 
 
@@ -23,23 +25,44 @@ def check_encoder_input(net: nn.Module, x: torch.Tensor, min_size: int) -> None:
 
 
 class LatentHead(nn.Module):
-    """Global average pooling then linear maps to the latent mean and (for a VAE) log-variance.
+    """Average pooling then linear maps to the latent mean and (for a VAE) log-variance.
 
     The official encoders end with a fixed ``AvgPool2d(8)``, which only fits 128 and 256 px
     inputs; averaging to 1x1 has the same parameters and result there and works at any size.
+    With ``z_grid = g > 1`` the features are averaged to ``g x g`` cells and the same linear maps
+    give each cell its ``nz / g**2`` numbers, flattened channel-major as :mod:`ganzoo.layers.latent`
+    lays them out again in the generator.
     """
 
-    def __init__(self, in_features: int, nz: int, vae: bool) -> None:
+    def __init__(self, in_features: int, nz: int, vae: bool, z_grid: int = 1, network: str = "encoder") -> None:
         super().__init__()
-        self.fc_mu = nn.Linear(in_features, nz)
-        self.fc_logvar = nn.Linear(in_features, nz) if vae else None
+        check_z_grid(network, nz, z_grid)
+        self.z_grid = z_grid
+        self.network = network
+        per_cell = latent_channels(nz, z_grid)
+        self.fc_mu = nn.Linear(in_features, per_cell)
+        self.fc_logvar = nn.Linear(in_features, per_cell) if vae else None
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if features.dim() == 4:
-            features = F.adaptive_avg_pool2d(features, 1).flatten(1)
-        mu = self.fc_mu(features)
-        logvar = self.fc_logvar(features) if self.fc_logvar is not None else None
-        return mu, logvar
+        if self.z_grid == 1:
+            if features.dim() == 4:
+                features = F.adaptive_avg_pool2d(features, 1).flatten(1)
+            mu = self.fc_mu(features)
+            logvar = self.fc_logvar(features) if self.fc_logvar is not None else None
+            return mu, logvar
+        if features.dim() != 4 or min(features.shape[-2:]) < self.z_grid:
+            size = "x".join(str(s) for s in features.shape[2:]) or "pooled"
+            raise ComponentError(
+                f"{self.network}: z_grid={self.z_grid} needs a last feature map of at least "
+                f"{self.z_grid}x{self.z_grid}; this input gives {size}",
+                hint="use larger images, an encoder with fewer down-samplings, or a smaller z_grid",
+            )
+        cells = F.adaptive_avg_pool2d(features, self.z_grid).flatten(2).transpose(1, 2)  # (N, g*g, C)
+
+        def per_cell(linear: nn.Linear) -> torch.Tensor:
+            return linear(cells).transpose(1, 2).flatten(1)  # (N, nz) channel-major
+
+        return per_cell(self.fc_mu), per_cell(self.fc_logvar) if self.fc_logvar is not None else None
 
 
 @register("encoder", "conv")
@@ -55,15 +78,18 @@ class ConvEncoder(nn.Module):
         norm: registered norm name, applied after every conv but the first.
         nl: registered activation name.
         vae: predict a log-variance too (``False``: a point estimate, logvar ``None``).
+        z_grid: 1 for one global code; ``g > 1`` for one code per cell of a ``g x g`` grid
+            (:mod:`ganzoo.layers.latent`); the last feature map must be at least ``g x g``.
     """
 
     def __init__(self, input_nc: int = 3, nz: int = 8, nef: int = 64, n_layers: int = 3,
-                 norm: str = "instance", nl: str = "lrelu", vae: bool = True) -> None:
+                 norm: str = "instance", nl: str = "lrelu", vae: bool = True, z_grid: int = 1) -> None:
         super().__init__()
         check_positive("encoder 'conv'", input_nc=input_nc, nz=nz, nef=nef, n_layers=n_layers)
         self.input_nc = input_nc
         self.nz = nz
         self.vae = vae
+        self.z_grid = z_grid
         # The last norm needs at least a 2x2 map: instance norm of a 1x1 map is undefined (and would
         # erase the code), so the input side must reach 2**(n_layers + 1), one halving more than it takes.
         self.size_multiple = 2 ** (n_layers + 1) if n_layers > 1 else 2
@@ -81,7 +107,7 @@ class ConvEncoder(nn.Module):
             ]
             channels = out_channels
         self.features = nn.Sequential(*layers)
-        self.head = LatentHead(channels, nz, vae)
+        self.head = LatentHead(channels, nz, vae, z_grid, "encoder 'conv'")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Encode ``x`` [N, input_nc, H, W] to ``(mu, logvar)``, each [N, nz] (logvar None if not vae)."""

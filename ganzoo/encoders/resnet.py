@@ -55,15 +55,18 @@ class ResNetEncoder(nn.Module):
         norm: registered norm name, used inside the residual blocks.
         nl: registered activation name.
         vae: predict a log-variance too (``False``: a point estimate, logvar ``None``).
+        z_grid: 1 for one global code; ``g > 1`` for one code per cell of a ``g x g`` grid
+            (:mod:`ganzoo.layers.latent`); the last feature map must be at least ``g x g``.
     """
 
     def __init__(self, input_nc: int = 3, nz: int = 8, nef: int = 64, n_blocks: int = 4,
-                 norm: str = "instance", nl: str = "lrelu", vae: bool = True) -> None:
+                 norm: str = "instance", nl: str = "lrelu", vae: bool = True, z_grid: int = 1) -> None:
         super().__init__()
         check_positive("encoder 'resnet'", input_nc=input_nc, nz=nz, nef=nef, n_blocks=n_blocks)
         self.input_nc = input_nc
         self.nz = nz
         self.vae = vae
+        self.z_grid = z_grid
         self.size_multiple = 2**n_blocks
 
         # Convs keep their biases whatever the norm, as in the official encoder (same parameters).
@@ -75,7 +78,7 @@ class ResNetEncoder(nn.Module):
             channels = out_channels
         layers.append(activation(nl))
         self.features = nn.Sequential(*layers)
-        self.head = LatentHead(channels, nz, vae)
+        self.head = LatentHead(channels, nz, vae, z_grid, "encoder 'resnet'")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Encode ``x`` [N, input_nc, H, W] to ``(mu, logvar)``, each [N, nz] (logvar None if not vae)."""

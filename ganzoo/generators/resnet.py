@@ -11,9 +11,10 @@ import torch
 import torch.nn as nn
 
 from ganzoo.errors import ComponentError
-from ganzoo.generators.unet import check_generator_inputs, tile_latent
+from ganzoo.generators.unet import check_generator_inputs
 from ganzoo.layers import conv_bias_for, norm_layer
 from ganzoo.layers.checks import check_choice
+from ganzoo.layers.latent import check_z_grid, latent_channels, tile_latent
 from ganzoo.registry import register, register_preset
 
 PADDING_TYPES: tuple[str, ...] = ("reflect", "replicate", "zero")
@@ -71,11 +72,12 @@ class ResnetGenerator(nn.Module):
         n_blocks: number of residual blocks.
         padding_type: border handling in the residual blocks: ``reflect``, ``replicate`` or ``zero``.
         nz: size of the latent code z concatenated to the input image; 0 means no z.
+        z_grid: 1 for one global code; ``g > 1`` for a ``g x g`` grid of local codes (:mod:`ganzoo.layers.latent`).
     """
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "batch",
                  use_dropout: bool = False, n_blocks: int = 6, padding_type: str = "reflect",
-                 nz: int = 0) -> None:
+                 nz: int = 0, z_grid: int = 1) -> None:
         super().__init__()
         network = resnet_name(n_blocks)
         for argument, value, minimum in (("input_nc", input_nc, 1), ("output_nc", output_nc, 1),
@@ -89,14 +91,16 @@ class ResnetGenerator(nn.Module):
 
         self.input_nc = input_nc
         self.output_nc = output_nc
+        check_z_grid(f"generator {network!r}", nz, z_grid)
         self.nz = nz
+        self.z_grid = z_grid
         self.n_blocks = n_blocks
         self.size_multiple = 2 ** DOWNSAMPLINGS
         self.network_name = network
 
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
-            nn.Conv2d(input_nc + nz, ngf, kernel_size=7, padding=0, bias=bias),
+            nn.Conv2d(input_nc + latent_channels(nz, z_grid), ngf, kernel_size=7, padding=0, bias=bias),
             norm_class(ngf),
             nn.ReLU(inplace=True),
         ]
@@ -120,7 +124,7 @@ class ResnetGenerator(nn.Module):
         check_generator_inputs(self.network_name, x, z, input_nc=self.input_nc, nz=self.nz,
                                size_multiple=self.size_multiple, downsamplings=DOWNSAMPLINGS)
         if z is not None:
-            x = tile_latent(x, z)
+            x = tile_latent(x, z, self.z_grid)
         return self.model(x)
 
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from ganzoo.errors import ComponentError
 from ganzoo.layers import activation, conv_bias_for, norm_layer
 from ganzoo.layers.checks import check_choice, check_image_batch
+from ganzoo.layers.latent import check_z_grid, latent_channels, tile_latent
 from ganzoo.registry import register, register_preset
 
 UPSAMPLE_MODES: tuple[str, ...] = ("basic", "bilinear", "nearest")
@@ -58,12 +59,6 @@ def check_generator_inputs(network: str, x: torch.Tensor, z: torch.Tensor | None
         )
 
 
-def tile_latent(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """``x`` with the latent code ``z`` (N, nz) repeated over every pixel, appended as extra channels."""
-    z_map = z[:, :, None, None].expand(-1, -1, x.size(2), x.size(3))
-    return torch.cat([x, z_map], dim=1)
-
-
 def upsampling_layers(in_nc: int, out_nc: int, mode: str, bias: bool) -> list[nn.Module]:
     """Layers doubling the resolution: a 4x4 transposed conv ("basic") or resize + 3x3 conv."""
     if mode == "basic":
@@ -99,11 +94,13 @@ class UNetGenerator(nn.Module):
         use_dropout: dropout 0.5 on the deep ``8 * ngf`` levels of the up path.
         upsample: ``basic`` (4x4 transposed conv), ``bilinear`` or ``nearest`` (resize + 3x3 conv).
         inject: where z is concatenated: ``input`` (to the image) or ``all`` (to every level's input).
+        z_grid: 1 for the paper's global code; ``g > 1`` reads z as ``nz / g**2`` channels on a ``g x g``
+            grid of local codes (:mod:`ganzoo.layers.latent`); the encoder must use the same ``z_grid``.
     """
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, nz: int = 0, num_downs: int = 8, ngf: int = 64,
                  norm: str = "batch", nl: str = "relu", use_dropout: bool = False, upsample: str = "basic",
-                 inject: str = "input") -> None:
+                 inject: str = "input", z_grid: int = 1) -> None:
         super().__init__()
         network = unet_name(num_downs)
         if not isinstance(num_downs, int) or num_downs < 2:
@@ -115,6 +112,7 @@ class UNetGenerator(nn.Module):
                                      f"got {value!r}")
         check_choice(f"generator {network!r}", "upsample", upsample, UPSAMPLE_MODES)
         check_choice(f"generator {network!r}", "inject", inject, INJECT_MODES)
+        check_z_grid(f"generator {network!r}", nz, z_grid)
         norm_class = norm_layer(norm)
         activation(nl)  # fail now, naming the argument's registry, rather than in the first up block
 
@@ -123,6 +121,7 @@ class UNetGenerator(nn.Module):
         self.nz = nz
         self.num_downs = num_downs
         self.inject = inject
+        self.z_grid = z_grid
         self.size_multiple = 2 ** num_downs
         self.network_name = network
         # pix2pix concatenates [skip, up-path]; BicycleGAN (the z-using networks) [up-path, skip].
@@ -141,7 +140,7 @@ class UNetGenerator(nn.Module):
         for level in range(num_downs):
             outer_nc = input_nc if level == 0 else width[level - 1]
             inner_nc = width[level]
-            z_nc = nz if (level == 0 or self.z_every_level) else 0
+            z_nc = latent_channels(nz, z_grid) if (level == 0 or self.z_every_level) else 0
             down: list[nn.Module] = [
                 nn.Conv2d(outer_nc + z_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=bias)
             ]
@@ -170,7 +169,7 @@ class UNetGenerator(nn.Module):
         h = x
         for level, down in enumerate(self.down):
             z_here = z is not None and (level == 0 or self.z_every_level)
-            block_input = tile_latent(h, z) if z_here else h
+            block_input = tile_latent(h, z, self.z_grid) if z_here else h
             if level > 0:
                 # The outermost level convolves the image itself; the others start with LeakyReLU.
                 block_input = F.leaky_relu(block_input, 0.2)

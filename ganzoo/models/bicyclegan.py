@@ -99,6 +99,11 @@ class BicycleGAN(ModelSpec, nn.Module):
             raise RecipeError("model.networks.E.nz", f"is {E.nz}, but model.nz is {nz}")
         if E is not None:
             cls.expect_channels("model.networks.E.input_nc", E.input_nc, G.output_nc, "the generator's output (B)")
+            g_grid, e_grid = getattr(G, "z_grid", 1), getattr(E, "z_grid", 1)
+            if g_grid != e_grid:
+                raise RecipeError("model.networks.E.z_grid",
+                                  f"is {e_grid}, but model.networks.G.z_grid is {g_grid}: E writes the code that G "
+                                  "reads, so both must lay it out on the same grid", hint=f"set both to {g_grid}")
         d_in = G.output_nc + (G.input_nc if model["conditional_D"] else 0)
         for name in ("D", "D2"):
             if name in networks:
