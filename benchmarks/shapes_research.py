@@ -36,11 +36,15 @@ MODELS: dict[str, str] = {
     "BicycleGAN": str(RECIPES / "shapes_bicyclegan.yaml"),
     "pix2pix+noise": str(RECIPES / "shapes_pix2pix_noise.yaml"),
 }
-#: The ablation grid of the issue: encoder type x where z enters the generator.
-ABLATION: dict[str, list[str]] = {
-    "model.networks.E.type": ["resnet_128", "conv_128"],
-    "model.networks.G.inject": ["input", "all"],
+#: The ablation grid of the issue: encoder type x where z enters the generator, as {axis key: {label: value}}.
+#: A mapping value replaces the recipe's node but keeps its arguments named in KEPT_ARGUMENTS (width, norm,
+#: code layout...), so the two encoders differ in their family and depth alone: both end on the 4x4 map
+#: the recipe's 4x4 z_grid needs at 32 px.
+ABLATION: dict[str, dict[str, Any]] = {
+    "model.networks.E": {"conv": {"type": "conv", "n_layers": 3}, "resnet": {"type": "resnet", "n_blocks": 3}},
+    "model.networks.G.inject": {"input": "input", "all": "all"},
 }
+KEPT_ARGUMENTS = ("input_nc", "nz", "nef", "norm", "nl", "vae", "z_grid")
 SCORES = ("mode_coverage", "on_palette", "same_colour_fraction", "colours_per_input", "nearest_colour_coverage",
           "same_nearest_colour_fraction")
 
@@ -213,7 +217,7 @@ def trajectory_table(results: dict[str, dict[int, dict[int, dict[str, float]]]],
 def ablation_table(rows: list[tuple[dict[str, str], dict[int, dict[str, float]]]]) -> str:
     """Markdown: one row per grid cell at the last step every run reached (mean ± sd over the seeds run)."""
     keys = list(ABLATION)
-    lines = ["| " + " | ".join(k.split(".")[-2] + "." + k.split(".")[-1] for k in keys)
+    lines = ["| " + " | ".join(_axis_name(k) for k in keys)
              + " | step | seeds | " + " | ".join(SCORE_COLUMNS.values()) + " |",
              "|" + "---|" * (len(keys) + 2 + len(SCORE_COLUMNS))]
     # Every cell at the same step: the last one all runs have reached.
@@ -239,9 +243,10 @@ def plan(out: Path, seeds: Sequence[int], steps: int, checkpoint_every: int, ext
                    {"seed": str(seed)})
                for label, recipe in models.items() for seed in seeds]
     ablate: list[Job] = []
+    recipe = _resolved(models["BicycleGAN"], extra)
     keys = list(ABLATION)
     first, second = (ABLATION[k] for k in keys)
-    own = _values(models["BicycleGAN"], keys, extra)
+    own = [_own_label(recipe, key) for key in keys]
     for a in first:
         for b in second:
             for seed in ablation_seeds:
@@ -253,25 +258,47 @@ def plan(out: Path, seeds: Sequence[int], steps: int, checkpoint_every: int, ext
                     ablate.append(Job(same.label, same.recipe, same.overrides, same.folder,
                                       {**settings, "seed": str(seed)}))
                     continue
-                name = f"E={a}__inject={b}_seed{seed}"
+                name = f"{_axis_name(keys[0])}={a}__{_axis_name(keys[1])}={b}_seed{seed}"
                 ablate.append(Job("BicycleGAN", models["BicycleGAN"],
-                                  [*common, f"{keys[0]}={a}", f"{keys[1]}={b}", f"train.seed={seed}"],
+                                  [*common, _override(recipe, keys[0], a), _override(recipe, keys[1], b),
+                                   f"train.seed={seed}"],
                                   out / "ablation" / name, {**settings, "seed": str(seed)}))
     return compare, ablate
 
 
-def _values(recipe_path: str, keys: Sequence[str], overrides: Sequence[str]) -> list[str]:
-    """The recipe's own values of dotted ``keys`` (as strings)."""
+def _resolved(recipe_path: str, overrides: Sequence[str]) -> dict[str, Any]:
     from ganzoo.recipe import prepare_recipe
 
-    recipe = prepare_recipe(recipe_path, overrides=overrides)
-    values = []
-    for key in keys:
-        node: Any = recipe
-        for part in key.split("."):
-            node = node[part]
-        values.append(str(node))
-    return values
+    return prepare_recipe(recipe_path, overrides=overrides)
+
+
+def _node(recipe: dict[str, Any], key: str) -> Any:
+    node: Any = recipe
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def _axis_name(key: str) -> str:
+    return {"model.networks.E": "E", "model.networks.G.inject": "inject"}.get(key, key.split(".")[-1])
+
+
+def _override(recipe: dict[str, Any], key: str, label: str) -> str:
+    """The ``KEY=VALUE`` override that puts the ablation value ``label`` of axis ``key`` into ``recipe``."""
+    value = ABLATION[key][label]
+    if isinstance(value, dict):
+        kept = {k: v for k, v in _node(recipe, key).items() if k in KEPT_ARGUMENTS}
+        value = {**kept, **value}
+    return f"{key}={json.dumps(value)}"
+
+
+def _own_label(recipe: dict[str, Any], key: str) -> str | None:
+    """The label of axis ``key`` whose value the recipe already has (None: none of them)."""
+    node = _node(recipe, key)
+    for label, value in ABLATION[key].items():
+        if (all(node.get(k) == v for k, v in value.items()) if isinstance(value, dict) else node == value):
+            return label
+    return None
 
 
 def _slug(label: str) -> str:

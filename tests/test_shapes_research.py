@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "shapes_research.py"
 
@@ -41,8 +42,8 @@ def test_research_script_trains_scores_and_writes_tables(research, tmp_path: Pat
     results = json.loads((out / "results.json").read_text())
     runs = results["runs"]
     assert set(runs) == {"bicyclegan_seed0", "pix2pix_noise_seed0",
-                         "E=resnet_128__inject=input_seed0", "E=resnet_128__inject=all_seed0",
-                         "E=conv_128__inject=all_seed0"}  # conv_128 x input is the recipe itself: bicyclegan_seed0
+                         "E=resnet__inject=input_seed0", "E=resnet__inject=all_seed0",
+                         "E=conv__inject=all_seed0"}  # conv x input is the recipe itself: bicyclegan_seed0
     for name, run in runs.items():
         assert run["status"] == "trained", name
         assert sorted(run["scores"]) == ["1", "2"], name  # every checkpoint scored
@@ -56,10 +57,13 @@ def test_research_script_trains_scores_and_writes_tables(research, tmp_path: Pat
 
     table = (out / "results.md").read_text()
     assert "| BicycleGAN | 2 |" in table and "| pix2pix+noise | 1 |" in table
-    assert "| resnet_128 | input | 2 | 1 |" in table and "| conv_128 | all | 2 | 1 |" in table
-    # The ablation ran the BicycleGAN recipe with each cell's values.
-    recipe = (out / "ablation" / "E=resnet_128__inject=all_seed0" / "recipe.yaml").read_text()
-    assert "resnet_128" in recipe and "inject: all" in recipe
+    assert "| resnet | input | 2 | 1 |" in table and "| conv | all | 2 | 1 |" in table
+    # The ablation ran the BicycleGAN recipe with each cell's values; the encoder swapped family and depth
+    # but kept the recipe's width and code layout.
+    recipe = yaml.safe_load((out / "ablation" / "E=resnet__inject=all_seed0" / "recipe.yaml").read_text())
+    encoder = recipe["model"]["networks"]["E"]
+    assert (encoder["type"], encoder["n_blocks"], encoder["z_grid"], encoder["nef"]) == ("resnet", 3, 4, 32)
+    assert "n_layers" not in encoder and recipe["model"]["networks"]["G"]["inject"] == "all"
 
     # Re-running skips the finished runs and reuses the cached scores.
     assert research.main(args) == 0
