@@ -161,3 +161,50 @@ def test_every_registered_discriminator_builds_with_its_defaults() -> None:
             outputs = as_list(net(torch.empty(1, net.input_nc, side, 2 * side)))
         assert all(o.shape[:2] == (1, 1) for o in outputs)
         assert ganzoo.get_component("discriminator", name).description
+
+
+PATCH_AND_PIXEL = [{"type": "basic_128_multi", "ndf": 8, "num_D": 2}, {"type": "pixel", "ndf": 8, "norm": "none"}]
+
+
+def test_ensemble_returns_every_members_maps_in_order() -> None:
+    torch.manual_seed(0)
+    net = ganzoo.build("discriminator", "ensemble", input_nc=3, members=PATCH_AND_PIXEL).eval()
+    x = torch.randn(2, 3, 32, 32)
+    outputs = net(x)
+    expected = [*net.members[0](x), net.members[1](x)]
+    assert len(outputs) == 3
+    for got, want in zip(outputs, expected):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert outputs[2].shape == (2, 1, 32, 32)  # the pixel member scores every pixel
+    assert all(m.input_nc == 3 for m in net.members)
+
+
+def test_ensemble_gan_loss_is_the_sum_of_its_members_losses() -> None:
+    torch.manual_seed(0)
+    net = ganzoo.build("discriminator", "ensemble", input_nc=3, members=PATCH_AND_PIXEL)
+    loss = ganzoo.build("gan_loss", "lsgan")
+    x = torch.randn(2, 3, 32, 32)
+    total = loss(net(x), True)
+    parts = loss(net.members[0](x), True) + loss(net.members[1](x), True)
+    torch.testing.assert_close(total, parts)
+
+
+def test_ensemble_size_limits_combine_its_members() -> None:
+    net = ganzoo.build("discriminator", "ensemble", members=PATCH_AND_PIXEL)
+    patch = net.members[0]
+    assert net.min_size == patch.min_size and net.size_multiple == patch.size_multiple
+    with pytest.raises(ComponentError, match=rf"at least {patch.min_size}x{patch.min_size} pixels"):
+        net(torch.randn(1, 3, patch.min_size - 1, 32))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"members": []}, "members must be a non-empty list"),
+    ({"members": [{"ndf": 8}]}, r"members\[0\] is .* expected a mapping with a 'type'"),
+    ({"members": [{"type": "pixl"}]}, r"members\[0\]: unknown discriminator 'pixl'"),
+    ({"members": [{"type": "pixel", "num_D": 2}]}, "has no argument 'num_D'"),
+    ({"input_nc": 3, "members": [{"type": "pixel", "input_nc": 6}]}, r"members\[0\].input_nc is 6"),
+    ({"members": [{"type": "ensemble"}]}, r"members\[0\] is itself an ensemble"),
+])
+def test_ensemble_bad_members_are_component_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(ComponentError, match=message):
+        ganzoo.build("discriminator", "ensemble", **kwargs)

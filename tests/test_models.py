@@ -76,10 +76,11 @@ def changed(before: dict[str, torch.Tensor], net: torch.nn.Module) -> bool:
     (lambda: BicycleGAN(bicyclegan_recipe(norm="batch", dropout=True)), lambda: batch(4)),
     (lambda: BicycleGAN(bicyclegan_recipe(use_same_D=True)), lambda: batch(4)),
     (lambda: _conditional_bicyclegan(), lambda: batch(4)),
+    (lambda: _ensemble_D2_bicyclegan(), lambda: batch(4)),
     (lambda: Pix2Pix(pix2pix_recipe()), lambda: batch(2, 3, 3)),
     (lambda: CycleGAN(cyclegan_recipe()), lambda: batch(2, 3, 3)),
 ], ids=["bicyclegan", "bicyclegan-batchnorm-dropout", "bicyclegan-same-D", "bicyclegan-conditional-D",
-        "pix2pix", "cyclegan"])
+        "bicyclegan-ensemble-D2", "pix2pix", "cyclegan"])
 def test_train_step_updates_every_network_with_finite_losses(make, data) -> None:
     torch.manual_seed(0)
     model = make()
@@ -90,6 +91,13 @@ def test_train_step_updates_every_network_with_finite_losses(make, data) -> None
         assert torch.isfinite(value), f"loss {name} is not finite"
     for name, net in model.networks.items():
         assert changed(before[name], net), f"{name} did not change after a training step"
+
+
+def _ensemble_D2_bicyclegan() -> BicycleGAN:
+    recipe = bicyclegan_recipe()
+    recipe["model"]["networks"]["D2"] = {"type": "ensemble", "input_nc": 3, "members": [
+        {"type": "basic_128_multi", "ndf": 8, "num_D": 2}, {"type": "pixel", "ndf": 8, "norm": "none"}]}
+    return BicycleGAN(recipe)
 
 
 def _conditional_bicyclegan() -> BicycleGAN:

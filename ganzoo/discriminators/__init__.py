@@ -1,2 +1,2 @@
-"""Discriminators: image -> real/fake score map(s) (n-layer PatchGAN, multiscale PatchGAN, PixelGAN)."""
-from ganzoo.discriminators import multiscale, nlayer, pixel  # noqa: F401  (registers the discriminators)
+"""Discriminators: image -> real/fake score map(s) (n-layer, multiscale and pixel PatchGAN; ensembles of them)."""
+from ganzoo.discriminators import ensemble, multiscale, nlayer, pixel  # noqa: F401  (registers the discriminators)
