@@ -43,7 +43,7 @@ def test_research_script_trains_scores_and_writes_tables(research, tmp_path: Pat
     runs = results["runs"]
     assert set(runs) == {"bicyclegan_seed0", "pix2pix_noise_seed0",
                          "E=resnet__inject=input_seed0", "E=resnet__inject=all_seed0",
-                         "E=conv__inject=all_seed0"}  # conv x input is the recipe itself: bicyclegan_seed0
+                         "E=conv__inject=input_seed0"}  # conv x all is the recipe itself: bicyclegan_seed0
     for name, run in runs.items():
         assert run["status"] == "trained", name
         assert sorted(run["scores"]) == ["1", "2"], name  # every checkpoint scored
@@ -57,7 +57,7 @@ def test_research_script_trains_scores_and_writes_tables(research, tmp_path: Pat
 
     table = (out / "results.md").read_text()
     assert "| BicycleGAN | 2 |" in table and "| pix2pix+noise | 1 |" in table
-    assert "| resnet | input | 2 | 1 |" in table and "| conv | all | 2 | 1 |" in table
+    assert "| resnet | input | 2 | 1 |" in table and "| conv | input | 2 | 1 |" in table
     # The ablation ran the BicycleGAN recipe with each cell's values; the encoder swapped family and depth
     # but kept the recipe's width and code layout.
     recipe = yaml.safe_load((out / "ablation" / "E=resnet__inject=all_seed0" / "recipe.yaml").read_text())
