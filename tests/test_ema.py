@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
+from torch.optim.swa_utils import AveragedModel
 
 import ganzoo
 from fault_injection import SHAPES_PAIRED, SHAPES_UNPAIRED, tiny_recipe
@@ -16,7 +17,7 @@ from ganzoo.errors import RecipeError
 from ganzoo.inference import build_model, load
 from ganzoo.recipe import prepare_recipe, resolve_recipe
 from ganzoo.training.checkpoint import load_checkpoint
-from ganzoo.training.ema import GeneratorEMA, generator_names
+from ganzoo.training.ema import GeneratorEMA, debiased_ema_update, generator_names
 from ganzoo.training.trainer import Trainer, TrainingInterrupted
 
 
@@ -49,10 +50,11 @@ def test_the_average_follows_the_ema_rule(data: Path, tmp_path: Path) -> None:
     trainer.model.train_step = step
     trainer.run()
     # Weights and batch-norm statistics (the floating-point entries; counters are not averaged maths).
+    # Bias-corrected: the weights after step i count decay ** (n - i), normalised over the steps seen.
     floating = [k for k, v in after_each_step[0].items() if v.is_floating_point()]
-    expected = after_each_step[0]  # the first update copies the weights
-    for current in after_each_step[1:]:
-        expected = {k: 0.5 * expected[k] + 0.5 * current[k] for k in floating}
+    n, decay = len(after_each_step), 0.5
+    coefficients = [decay ** (n - 1 - i) for i in range(n)]
+    expected = {k: sum(c * w[k] for c, w in zip(coefficients, after_each_step)) / sum(coefficients) for k in floating}
     average = trainer.ema.averages["G"].module.state_dict()
     assert [k for k in floating if not torch.allclose(average[k], expected[k], atol=1e-6)] == []
     assert not all(torch.equal(average[k], after_each_step[-1][k]) for k in floating)  # an average, not a copy
@@ -104,6 +106,19 @@ def test_every_generator_is_averaged_and_nothing_else(tmp_path: Path) -> None:
     cyclegan = build_model(resolve_recipe(tiny_recipe("cyclegan", tmp_path / "unpaired")), "cpu")
     assert generator_names(cyclegan) == ["G_A", "G_B"]
     assert set(GeneratorEMA(cyclegan, 0.9).averages) == {"G_A", "G_B"}
+
+
+def test_the_average_forgets_the_initial_weights_early() -> None:
+    """0.999 after 20 updates: the plain EMA is still 98% the first weights; the corrected one is the mean."""
+    net = torch.nn.Linear(1, 1, bias=False)
+    average = AveragedModel(net, multi_avg_fn=debiased_ema_update(0.999), use_buffers=True)
+    for value in range(1, 21):
+        net.weight.data.fill_(float(value))
+        average.update_parameters(net)
+    coefficients = [0.999 ** (20 - i) for i in range(1, 21)]
+    expected = sum(c * v for c, v in zip(coefficients, range(1, 21))) / sum(coefficients)
+    assert average.module.weight.item() == pytest.approx(expected, rel=1e-5)
+    assert 10 < average.module.weight.item() < 11  # the plain rule would give about 1.2
 
 
 def test_ema_off_by_default_and_bounded() -> None:

@@ -180,6 +180,25 @@ def test_batch_norm_is_never_stacked() -> None:
     assert calls == [2, 2]
 
 
+def test_bicyclegan_stack_branches_runs_G_once_under_batch_norm() -> None:
+    """model.stack_branches: one G call for both branches, batch statistics over both halves."""
+    recipe = bicyclegan_recipe()
+    recipe["model"]["networks"]["G"]["norm"] = "batch"
+    recipe["model"]["stack_branches"] = True
+    model = BicycleGAN(recipe, "cpu")
+    G = model.networks["G"]
+    calls = []
+    G.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    torch.manual_seed(0)
+    A, B = torch.randn(4, 1, SIZE, SIZE), torch.rand(4, 3, SIZE, SIZE) * 2 - 1
+    _, _, fake_enc, fake_rand = model.generator_objective(A, B)
+    assert calls == [8] and fake_enc.shape == fake_rand.shape == (4, 3, SIZE, SIZE)
+    model.stack_branches = False
+    calls.clear()
+    model.generator_objective(A, B)
+    assert calls == [4, 4]  # the official formulation: each branch's own batch statistics
+
+
 # -- vectorised image pool ---------------------------------------------------------------------------------
 class LoopPool:
     """The official per-image history pool, drawing the same random numbers as ImagePool."""

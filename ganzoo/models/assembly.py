@@ -65,15 +65,16 @@ def has_batch_statistics(net: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
-def run_stacked(net: nn.Module, *calls: torch.Tensor | tuple[torch.Tensor, ...]) -> list[Any]:
+def run_stacked(net: nn.Module, *calls: torch.Tensor | tuple[torch.Tensor, ...], always: bool = False) -> list[Any]:
     """``[net(*args) for args in calls]`` in one call when the network treats samples independently.
 
     Each call is a tensor or a tuple of positional tensors (``(A, z)`` for a generator). One call on
     the stacked batch is exact for per-sample networks (instance norm, no norm) and cheaper; with
-    batch statistics the calls stay separate so results match the official formulation.
+    batch statistics the calls stay separate so results match the official formulation, unless
+    ``always`` asks for one call anyway (batch statistics then span all the calls' samples).
     """
     arg_lists = [c if isinstance(c, tuple) else (c,) for c in calls]
-    if len(arg_lists) == 1 or has_batch_statistics(net):
+    if len(arg_lists) == 1 or (has_batch_statistics(net) and not always):
         return [net(*args) for args in arg_lists]
     sizes = [args[0].shape[0] for args in arg_lists]
     stacked = [torch.cat(column, 0) for column in zip(*arg_lists)]

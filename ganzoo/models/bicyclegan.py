@@ -52,6 +52,9 @@ class BicycleGAN(ModelSpec, nn.Module):
         "kl_free_nats": Option(0.0, (int, float), "free bits against posterior collapse: KL below this many "
                                "nats per latent dimension (batch mean) is not penalised; 0 is the paper's KL",
                                minimum=0),
+        "stack_branches": Option(False, bool, "G runs both branches as one batch even with batch norm, so its "
+                                 "batch statistics span both halves: faster, not the official formulation "
+                                 "(with per-sample norms the one call is exact and always used)"),
     }
     # l1_random (not in the paper's BicycleGAN): L1 from G(A, z_random) to B, which is pix2pix+noise.
     # mode_seeking (not in the paper; MSGAN, Mao et al. 2019): 1 / (|G(A,z1) - G(A,z2)| / |z1 - z2|).
@@ -122,6 +125,7 @@ class BicycleGAN(ModelSpec, nn.Module):
         self.conditional_D: bool = model.get("conditional_D", False)
         self.latent_trains_E: bool = model.get("latent_trains_E", False)
         self.kl_free_nats: float = float(model.get("kl_free_nats", 0.0))
+        self.stack_branches: bool = model.get("stack_branches", False)
         opt_cfg = recipe["train"]["optimizer"]
         self.optimizers = {name: make_optimizer(net.parameters(), opt_cfg, self.device)
                            for name, net in self.networks.items()}
@@ -166,7 +170,7 @@ class BicycleGAN(ModelSpec, nn.Module):
         z_rand = self.random_z(half)
         if w["gan"] > 0 or w["l1"] > 0 or w["kl"] > 0:
             z_enc, mu, logvar = self._encode(B_enc)
-            fake_enc, fake_rand = run_stacked(G, (A_enc, z_enc), (A_enc, z_rand))
+            fake_enc, fake_rand = run_stacked(G, (A_enc, z_enc), (A_enc, z_rand), always=self.stack_branches)
         else:
             mu = logvar = z_enc = fake_enc = None
             fake_rand = G(A_enc, z_rand)
