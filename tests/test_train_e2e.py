@@ -191,3 +191,24 @@ def test_bad_images_can_be_skipped_and_reported(tmp_path: Path) -> None:
     listed = (out / "skipped_images.txt").read_text().splitlines()
     assert len(listed) == 1 and listed[0].startswith(str(bad))
     assert load_checkpoint(out / "checkpoints" / "latest.pt")["step"] == 2
+
+
+def test_every_step_trains_in_train_mode_after_samples_and_evaluations(tmp_path: Path) -> None:
+    """Sample grids and ``train.eval_every`` switch the model to eval mode; the next step must not stay there."""
+    from ganzoo.recipe import prepare_recipe
+    from ganzoo.training.trainer import Trainer
+
+    name = "quickstart_bicyclegan"
+    overrides = tiny_args(name, tmp_path / "data", steps=5)[1::2] + ["log.samples_every=1", "train.eval_every=2"]
+    trainer = Trainer(prepare_recipe(RECIPES / f"{name}.yaml", overrides), tmp_path / "run", show_progress=False)
+    modes: list[bool] = []
+    original_step = trainer.model.train_step
+
+    def recording_step(batch):  # type: ignore[no-untyped-def]
+        modes.append(all(module.training for module in trainer.model.modules()))
+        return original_step(batch)
+
+    trainer.model.train_step = recording_step  # type: ignore[method-assign]
+    trainer.run()
+    assert modes == [True] * 5
+    assert (tmp_path / "run" / "eval.jsonl").read_text().count("\n") >= 2
