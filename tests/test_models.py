@@ -230,3 +230,70 @@ def test_cyclegan_stacked_identity_calls_give_the_separate_call_gradients(monkey
     for name in ("G_A", "G_B"):
         for p, q in zip(stacked.networks[name].parameters(), separate.networks[name].parameters()):
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-4)
+
+
+# -- train.optimizers: one optimizer changed by name ------------------------------------------------------
+def _resolved(model: str, **train: Any) -> dict[str, Any]:
+    from fault_injection import tiny_recipe
+
+    from ganzoo.recipe import resolve_recipe
+
+    return resolve_recipe(tiny_recipe(model, "unused-root", **train))
+
+
+def test_a_named_optimizer_takes_its_changes_and_the_rest_keep_train_optimizer() -> None:
+    recipe = _resolved("bicyclegan", optimizers={"D": {"lr": 4e-3}, "D2": {"betas": [0.0, 0.9]}})
+    base = recipe["train"]["optimizer"]
+    assert recipe["train"]["optimizers"]["D"] == {**base, "lr": 4e-3}  # resolved in full for `ganzoo info`
+    assert recipe["train"]["optimizers"]["D2"] == {**base, "betas": [0.0, 0.9]}
+    model = BicycleGAN(recipe)
+    lrs = {name: opt.param_groups[0]["lr"] for name, opt in model.optimizers.items()}
+    assert lrs == {"G": base["lr"], "E": base["lr"], "D": 4e-3, "D2": base["lr"]}
+    assert model.optimizers["D2"].param_groups[0]["betas"] == (0.0, 0.9)
+    assert model.optimizers["G"].param_groups[0]["betas"] == (0.5, 0.999)
+
+
+def test_cyclegan_names_its_two_optimizers_and_a_new_type_starts_afresh() -> None:
+    recipe = _resolved("cyclegan", optimizers={"D": {"type": "sgd", "lr": 0.01}})
+    assert recipe["train"]["optimizers"]["D"]["type"] == "sgd"
+    assert "betas" not in recipe["train"]["optimizers"]["D"]  # Adam's arguments do not carry over
+    model = CycleGAN(recipe)
+    assert isinstance(model.optimizers["D"], torch.optim.SGD)
+    assert isinstance(model.optimizers["G"], torch.optim.Adam)
+    d_params = {id(p) for name in ("D_A", "D_B") for p in model.networks[name].parameters()}
+    assert {id(p) for p in model.optimizers["D"].param_groups[0]["params"]} == d_params
+
+
+@pytest.mark.parametrize("model, optimizers, key, words", [
+    ("bicyclegan", {"D3": {"lr": 1e-3}}, "train.optimizers.D3", "did you mean 'D' or 'D2'"),
+    ("cyclegan", {"D_A": {"lr": 1e-3}}, "train.optimizers.D_A", "unknown optimizer"),
+    ("pix2pix", {"D": {"lr": -1.0}}, "train.optimizers.D.lr", "must be > 0"),
+    ("pix2pix", {"D": {"momentom": 0.9}}, "train.optimizers.D.momentom", "unknown argument"),
+    ("pix2pix", {"D": [1e-3]}, "train.optimizers.D", "expected a mapping"),
+])
+def test_optimizer_changes_are_checked_by_name(model: str, optimizers: dict[str, Any], key: str,
+                                               words: str) -> None:
+    from ganzoo.errors import RecipeError
+
+    with pytest.raises(RecipeError) as info:
+        _resolved(model, optimizers=optimizers)
+    assert info.value.key == key
+    assert words in str(info.value)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")  # no training step here
+def test_each_scheduler_decays_its_own_optimizer_from_its_own_rate(tmp_path: Any) -> None:
+    from fault_injection import tiny_recipe
+
+    from ganzoo.recipe import resolve_recipe
+    from ganzoo.training.trainer import Trainer
+
+    raw = tiny_recipe("pix2pix", tmp_path / "data", max_steps=4, epochs=1, epochs_decay=1,
+                      optimizers={"D": {"lr": 4e-3}})
+    trainer = Trainer(resolve_recipe(raw), tmp_path / "run", show_progress=False)
+    for _ in range(3):
+        trainer._step_schedulers({})
+    g_lr = trainer.model.optimizers["G"].param_groups[0]["lr"]
+    d_lr = trainer.model.optimizers["D"].param_groups[0]["lr"]
+    assert 0 < g_lr < 1e-3  # decaying, not yet at 0
+    assert d_lr == pytest.approx(4 * g_lr)  # the same linear rule, scaled per optimizer

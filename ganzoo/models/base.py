@@ -7,6 +7,8 @@ A model is registered in the ``model`` registry and declares, as class attribute
 - ``loss_weights``: its weighted loss terms (``model.losses.<term>``) with the official weights;
   a weight of 0 removes the term and its computation;
 - ``required_networks(model_cfg)``: the network names it needs under ``model.networks``;
+- ``optimizer_groups(model_cfg)``: its optimizers, each with the networks it updates (one per
+  network unless the model says otherwise), so ``train.optimizers.<name>`` can change one of them;
 - ``derived_network_args(model_cfg)``: arguments it passes to networks (``nz`` to G and E...),
   filled into the recipe when absent so ``ganzoo info`` shows them;
 - ``check_recipe(recipe, networks)``: cross-checks (batch size, channels) raising RecipeError.
@@ -48,6 +50,11 @@ class ModelSpec:
         return list(cls.networks_needed)
 
     @classmethod
+    def optimizer_groups(cls, model_cfg: dict[str, Any]) -> dict[str, list[str]]:
+        """Optimizer name -> the networks it updates (default: one optimizer per network)."""
+        return {name: [name] for name in cls.required_networks(model_cfg)}
+
+    @classmethod
     def derived_network_args(cls, model_cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """Arguments the model itself gives its networks (``{"G": {"nz": 8}}``)."""
         return {}
@@ -70,6 +77,19 @@ class ModelSpec:
         self.networks = build_networks(model, self.required_networks(model), self.network_kinds).to(self.device)
         self.criterion_gan = build("gan_loss", model.get("gan_loss", self.default_gan_loss)).to(self.device)
         self.precision = Precision(recipe["train"].get("precision", "fp32"), self.device)
+
+    def make_optimizers(self, recipe: dict[str, Any]) -> None:
+        """``self.optimizers``, one per :meth:`optimizer_groups` entry, from ``train.optimizer`` with
+        the changes ``train.optimizers.<name>`` makes to that one (a faster discriminator, say)."""
+        from ganzoo.models.assembly import make_optimizer
+
+        train = recipe["train"]
+        overrides = train.get("optimizers") or {}
+        self.optimizers = {
+            name: make_optimizer([p for net in nets for p in self.networks[net].parameters()],
+                                 overrides.get(name, train["optimizer"]), self.device)
+            for name, nets in self.optimizer_groups(recipe["model"]).items()
+        }
 
     def extra_state(self) -> dict[str, Any]:
         """Training state beyond networks and optimizers (grad scalers; CycleGAN adds its pools)."""

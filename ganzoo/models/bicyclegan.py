@@ -28,11 +28,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ganzoo.errors import RecipeError
-from ganzoo.models.assembly import (
-    make_optimizer,
-    run_stacked,
-    set_requires_grad,
-)
+from ganzoo.models.assembly import run_stacked, set_requires_grad
 from ganzoo.models.base import ModelSpec, Option
 from ganzoo.registry import register
 
@@ -126,9 +122,7 @@ class BicycleGAN(ModelSpec, nn.Module):
         self.latent_trains_E: bool = model.get("latent_trains_E", False)
         self.kl_free_nats: float = float(model.get("kl_free_nats", 0.0))
         self.stack_branches: bool = model.get("stack_branches", False)
-        opt_cfg = recipe["train"]["optimizer"]
-        self.optimizers = {name: make_optimizer(net.parameters(), opt_cfg, self.device)
-                           for name, net in self.networks.items()}
+        self.make_optimizers(recipe)
 
     def net(self, name: str) -> nn.Module | None:
         return self.networks[name] if name in self.networks else None

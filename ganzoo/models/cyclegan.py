@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganzoo.models.assembly import make_optimizer, run_stacked, set_requires_grad
+from ganzoo.models.assembly import run_stacked, set_requires_grad
 from ganzoo.models.base import ModelSpec, Option
 from ganzoo.models.image_pool import ImagePool
 from ganzoo.registry import register
@@ -26,6 +26,11 @@ class CycleGAN(ModelSpec, nn.Module):
     # identity is relative to the cycle weights, as in the official lambda_identity.
     loss_weights: ClassVar[dict[str, float]] = {"gan": 1.0, "cycle_A": 10.0, "cycle_B": 10.0, "identity": 0.5}
     default_gan_loss: ClassVar[str] = "lsgan"
+
+    @classmethod
+    def optimizer_groups(cls, model_cfg: dict[str, Any]) -> dict[str, list[str]]:
+        # One optimizer for both generators and one for both discriminators, as the official code has.
+        return {"G": ["G_A", "G_B"], "D": ["D_A", "D_B"]}
 
     @classmethod
     def check_recipe(cls, recipe: dict[str, Any], networks: dict[str, nn.Module]) -> None:
@@ -48,13 +53,7 @@ class CycleGAN(ModelSpec, nn.Module):
         seed = int(recipe["train"].get("seed", 0))
         pool_size = int(model.get("pool_size", self.options["pool_size"].default))
         self.pools = {"A": ImagePool(pool_size, seed=seed + 1), "B": ImagePool(pool_size, seed=seed + 2)}
-        opt_cfg = recipe["train"]["optimizer"]
-        nets = self.networks
-        # One optimizer for both generators and one for both discriminators, as the official code has.
-        self.optimizers = {
-            "G": make_optimizer(list(nets["G_A"].parameters()) + list(nets["G_B"].parameters()), opt_cfg, self.device),
-            "D": make_optimizer(list(nets["D_A"].parameters()) + list(nets["D_B"].parameters()), opt_cfg, self.device),
-        }
+        self.make_optimizers(recipe)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One official CycleGAN iteration: update both generators, then both discriminators."""

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganzoo.models.assembly import make_optimizer, run_stacked, set_requires_grad
+from ganzoo.models.assembly import run_stacked, set_requires_grad
 from ganzoo.models.base import ModelSpec
 from ganzoo.registry import register
 
@@ -30,9 +30,7 @@ class Pix2Pix(ModelSpec, nn.Module):
     def __init__(self, recipe: dict[str, Any], device: torch.device | str = "cpu") -> None:
         super().__init__()
         self.assemble(recipe, device)
-        opt_cfg = recipe["train"]["optimizer"]
-        self.optimizers = {name: make_optimizer(net.parameters(), opt_cfg, self.device)
-                           for name, net in self.networks.items()}
+        self.make_optimizers(recipe)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One official pix2pix iteration: update D on (A, G(A)) vs (A, B), then G."""

@@ -248,6 +248,28 @@ def _resolve_optimizer(path: str, value: Any) -> dict[str, Any]:
     return resolved
 
 
+def _resolve_optimizer_overrides(recipe: dict[str, Any], cls: Any) -> dict[str, Any] | None:
+    """``train.optimizers``: each named optimizer's changes merged into ``train.optimizer`` and resolved.
+
+    An entry that changes the optimizer ``type`` starts afresh: the arguments of another optimizer
+    do not carry over.
+    """
+    path = "train.optimizers"
+    given = recipe["train"].get("optimizers")
+    if given is None:
+        return None
+    given = _mapping(path, given)
+    names = list(cls.optimizer_groups(recipe["model"]))
+    check_keys(path, given, names, what="optimizer")
+    base = recipe["train"]["optimizer"]
+    resolved: dict[str, Any] = {}
+    for name, changes in given.items():
+        changes = _mapping(_join(path, name), {"type": changes} if isinstance(changes, str) else changes)
+        start = base if changes.get("type", base["type"]) == base["type"] else {}
+        resolved[name] = _resolve_optimizer(_join(path, name), {**_copy(start), **changes})
+    return resolved
+
+
 def resolve_section(path: str, value: Any, fields: Mapping[str, Key]) -> dict[str, Any]:
     """A mapping checked against ``fields``, with every absent key set to its default."""
     given = _mapping(path, value)
@@ -273,6 +295,8 @@ def resolve_value(path: str, value: Any, key: Key) -> Any:
     """One key's value: a nested section, a component, or a plain value."""
     if key.special == "optimizer":
         return _resolve_optimizer(path, value)
+    if key.special == "optimizer_overrides":  # needs the model and train.optimizer: resolved in _resolve
+        return _copy(value)
     if key.fields is not None:
         if value is None and key.nullable:
             return None
@@ -506,6 +530,7 @@ def _resolve(raw: Mapping[str, Any], source: str | None) -> tuple[dict[str, Any]
         fields = schema.TOP[section].fields
         assert fields is not None
         recipe[section] = resolve_section(section, tree.get(section), fields)
+    recipe["train"]["optimizers"] = _resolve_optimizer_overrides(recipe, cls)
     _check_sizes(recipe["data"])
     _check_epochs(recipe["train"])
     networks = build_meta_networks(recipe)

@@ -105,6 +105,9 @@ TRAIN: dict[str, Key] = {
     "max_steps": Key(None, int, "stop after this many steps (overrides epochs)", nullable=True, minimum=1),
     "optimizer": Key({"type": "adam"}, dict, "optimizer of every network (type + torch.optim arguments)",
                      special="optimizer"),
+    "optimizers": Key(None, dict, "changes to train.optimizer for single optimizers, by name (bicyclegan, pix2pix: "
+                      "one per network; cyclegan: G and D), e.g. {D: {lr: 0.0004}}; resolved in full",
+                      nullable=True, special="optimizer_overrides"),
     "scheduler": Key({"type": "linear"}, dict, "learning-rate schedule (a 'scheduler' registry name + arguments)",
                      component="scheduler", runtime_args=("optimizer", "total_steps")),
     "seed": Key(0, int, "seed of weights, noise and data order"),
