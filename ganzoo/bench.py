@@ -67,6 +67,7 @@ class BenchResult:
     peak_source: str | None = None
     channels_last: bool = False
     compiled: bool = False
+    warning: str | None = None  # why the precision will likely be slow here
 
     @property
     def median_s(self) -> float:
@@ -230,6 +231,7 @@ def run_benchmark(recipe: dict[str, Any], *, steps: int = 10, warmup: int = 2, c
         steps=steps, warmup=warmup, step_seconds=times, peak_memory_bytes=memory, memory_kind=memory_kind,
         flops_per_step=flops, peak_tflops=peak, peak_source=peak_source,
         channels_last=bool(recipe["train"].get("channels_last")), compiled=bool(recipe["train"].get("compile")),
+        warning=model.precision.warning,
     )
 
 

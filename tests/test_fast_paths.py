@@ -322,3 +322,32 @@ def test_the_fused_finiteness_check_matches_the_plain_one_and_leaves_gradients_a
         assert not grads_are_finite([optimizer, other])
         assert grads_are_finite([optimizer])  # only the other optimizer's gradients are bad
         params[2].grad[1] = 0.0
+
+
+@pytest.mark.parametrize("has_hardware, precision, device, warns", [
+    (False, "bf16", "cpu", True),   # emulated bf16: slower than fp32, so say so
+    (True, "bf16", "cpu", False),
+    (None, "bf16", "cpu", False),   # torch cannot tell: no guess
+    (False, "fp32", "cpu", False),
+    (False, "bf16", "cuda", False),
+])
+def test_bf16_without_cpu_hardware_is_flagged(monkeypatch: pytest.MonkeyPatch, has_hardware: bool | None,
+                                              precision: str, device: str, warns: bool) -> None:
+    from ganzoo.training import precision as precision_module
+
+    monkeypatch.setattr(precision_module, "cpu_has_bf16_hardware", lambda: has_hardware)
+    warning = precision_module.Precision(precision, torch.device(device)).warning
+    assert (warning is not None) == warns
+    if warns:
+        assert "train.precision=bf16" in warning and "fp32" in warning
+
+
+def test_cpu_bf16_hardware_is_read_from_torch() -> None:
+    from ganzoo.training.precision import cpu_has_bf16_hardware
+
+    found = cpu_has_bf16_hardware()
+    if hasattr(torch.cpu, "get_capabilities"):
+        capabilities = torch.cpu.get_capabilities()
+        assert found == bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+    else:
+        assert found is None

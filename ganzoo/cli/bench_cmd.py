@@ -57,6 +57,8 @@ def bench_command(recipe: str, overrides: tuple[str, ...], steps: int, warmup: i
     if result.fraction_of_peak is not None:
         rows.append(("of peak", f"{100 * result.fraction_of_peak:.1f}% of {result.peak_tflops * 1000:,.0f} "
                                 f"GFLOP/s ({result.peak_source})"))
+    if result.warning:
+        rows.append(("warning", result.warning))
     for row in rows:
         table.add_row(*row)
     Console().print(table)

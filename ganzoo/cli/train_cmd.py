@@ -85,6 +85,8 @@ def train_command(recipe: Path | None, overrides: tuple[str, ...], out_dir: Path
             processes = f" x {trainer.dist.world_size} processes" if trainer.dist.enabled else ""
             console.print(f"[bold]ganzoo train[/] {resolved.get('name', '')}: {trainer.total_steps} steps on "
                           f"{trainer.device}{processes}, {len(trainer.dataset)} training images -> {out_dir}")
+            if trainer.model.precision.warning:
+                console.print(f"[yellow]warning:[/] {trainer.model.precision.warning}", highlight=False)
         try:
             result = trainer.run()
         except (TrainingInterrupted, NonFiniteLoss) as error:

@@ -33,6 +33,15 @@ def grads_are_finite(optimizers: Iterable[torch.optim.Optimizer]) -> bool:
     return not found_nonfinite
 
 
+def cpu_has_bf16_hardware() -> bool | None:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); None when torch cannot tell."""
+    capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if capabilities is None:
+        return None
+    found = capabilities()
+    return bool(found.get("avx512_bf16") or found.get("amx_bf16"))
+
+
 class Precision:
     """Autocast and loss scaling for one training run."""
 
@@ -50,6 +59,16 @@ class Precision:
         # ``skipped`` until the trainer reads them. fp16 leaves this to its GradScaler.
         self.guard_nonfinite = False
         self.skipped: list[str] = []
+
+    @property
+    def warning(self) -> str | None:
+        """Why this precision will likely be slow here, or None."""
+        if self.precision == "bf16" and self.device.type == "cpu" and cpu_has_bf16_hardware() is False:
+            # oneDNN then converts to and from fp32 around every kernel: 1.6x slower than fp32 on an
+            # AVX-512 Xeon without AVX512-BF16 (pix2pix_128, docs/performance.md).
+            return ("train.precision=bf16: this CPU has no bf16 hardware (AVX512-BF16 or AMX), so bf16 is "
+                    "emulated and usually slower than fp32 here; train.precision=fp32 is the fast choice")
+        return None
 
     @property
     def dtype(self) -> torch.dtype | None:
