@@ -248,7 +248,7 @@ def _resolve_optimizer(path: str, value: Any) -> dict[str, Any]:
     return resolved
 
 
-def _resolve_optimizer_overrides(recipe: dict[str, Any], cls: Any) -> dict[str, Any] | None:
+def _resolve_optimizer_overrides(recipe: dict[str, Any], cls: type) -> dict[str, Any] | None:
     """``train.optimizers``: each named optimizer's changes merged into ``train.optimizer`` and resolved.
 
     An entry that changes the optimizer ``type`` starts afresh: the arguments of another optimizer
