@@ -297,3 +297,68 @@ def test_each_scheduler_decays_its_own_optimizer_from_its_own_rate(tmp_path: Any
     d_lr = trainer.model.optimizers["D"].param_groups[0]["lr"]
     assert 0 < g_lr < 1e-3  # decaying, not yet at 0
     assert d_lr == pytest.approx(4 * g_lr)  # the same linear rule, scaled per optimizer
+
+
+def test_loss_warmup_ramps_a_term_from_its_first_update_to_its_full_weight() -> None:
+    model = BicycleGAN(bicyclegan_recipe(losses={"kl": 0.03}, loss_warmup={"kl": 4}))
+    ramp = []
+    for step in range(6):
+        model.set_step(step)
+        ramp.append(model.weights["kl"])
+    assert ramp == pytest.approx([0.0075, 0.015, 0.0225, 0.03, 0.03, 0.03])
+    assert model.weights["l1"] == BicycleGAN.loss_weights["l1"]  # terms not named keep their weight
+
+    # The ramped weight is the one the step's total uses: same inputs, same z, only kl's weight differs.
+    data = batch(4)
+    totals = []
+    for step in (0, 3):
+        model.set_step(step)
+        torch.manual_seed(0)
+        total, losses, _, _ = model.generator_objective(data["A"][:2], data["B"][:2])
+        totals.append((float(total.detach()), float(losses["kl"].detach())))
+    (early, kl), (late, kl_again) = totals
+    assert kl == pytest.approx(kl_again)
+    assert late - early == pytest.approx((0.03 - 0.0075) * kl, rel=1e-4)
+
+
+@pytest.mark.parametrize("warmup, key, words", [
+    ({"kll": 100}, "model.loss_warmup.kll", "did you mean 'kl'"),
+    ({"kl": -1}, "model.loss_warmup.kl", "must be >= 0"),
+    ({"kl": 2.5}, "model.loss_warmup.kl", "expected an integer"),
+])
+def test_loss_warmup_names_a_loss_term_and_a_step_count(warmup: dict[str, Any], key: str, words: str) -> None:
+    from fault_injection import tiny_recipe
+
+    from ganzoo.errors import RecipeError
+    from ganzoo.recipe import resolve_recipe
+
+    raw = tiny_recipe("bicyclegan", "unused-root")
+    raw["model"]["loss_warmup"] = warmup
+    with pytest.raises(RecipeError) as info:
+        resolve_recipe(raw)
+    assert info.value.key == key
+    assert words in str(info.value)
+
+
+def test_training_logs_the_ramped_weight_and_resumes_on_the_ramp(tmp_path: Any) -> None:
+    from fault_injection import tiny_recipe
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from ganzoo.recipe import resolve_recipe
+    from ganzoo.training.trainer import Trainer
+
+    raw = tiny_recipe("bicyclegan", tmp_path / "data", max_steps=4)
+    raw["model"]["losses"] = {"kl": 0.02}
+    raw["model"]["loss_warmup"] = {"kl": 8}
+    Trainer(resolve_recipe(raw), tmp_path / "run", show_progress=False).run()
+    events = EventAccumulator(str(tmp_path / "run" / "logs"))
+    events.Reload()
+    logged = {e.step: e.value for e in events.Scalars("weight/kl")}
+    # Logged after each update, so step s shows the weight that update s used: s/8 of 0.02.
+    assert logged == pytest.approx({2: 0.005, 4: 0.01})
+
+    resolved = resolve_recipe(raw)
+    resolved["train"]["max_steps"] = 6
+    resumed = Trainer(resolved, tmp_path / "run", resume=True, show_progress=False)
+    resumed.run()
+    assert resumed.model.weights["kl"] == pytest.approx(0.015)  # the 6th update's weight, not the 1st's

@@ -73,10 +73,21 @@ class ModelSpec:
 
         model = recipe["model"]
         self.device = torch.device(device)
-        self.weights: dict[str, float] = {**self.loss_weights, **model.get("losses", {})}
+        self.full_weights: dict[str, float] = {**self.loss_weights, **model.get("losses", {})}
+        self.loss_warmup: dict[str, int] = {term: steps for term, steps in (model.get("loss_warmup") or {}).items()
+                                            if steps > 0}
+        self.weights: dict[str, float] = dict(self.full_weights)
+        self.set_step(0)
         self.networks = build_networks(model, self.required_networks(model), self.network_kinds).to(self.device)
         self.criterion_gan = build("gan_loss", model.get("gan_loss", self.default_gan_loss)).to(self.device)
         self.precision = Precision(recipe["train"].get("precision", "fp32"), self.device)
+
+    def set_step(self, step: int) -> None:
+        """Set ``self.weights`` for the update that follows ``step`` finished ones: a term named in
+        ``model.loss_warmup`` with N steps weighs ``(step + 1) / N`` of its ``model.losses`` value
+        until it reaches it, so even the first update has the term (a weight of 0 would skip it)."""
+        for term, steps in self.loss_warmup.items():
+            self.weights[term] = self.full_weights[term] * min(1.0, (step + 1) / steps)
 
     def make_optimizers(self, recipe: dict[str, Any]) -> None:
         """``self.optimizers``, one per :meth:`optimizer_groups` entry, from ``train.optimizer`` with

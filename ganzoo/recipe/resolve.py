@@ -372,6 +372,11 @@ def _resolve_model(model: Mapping[Any, Any], cls: type) -> dict[str, Any]:
     weight_key = Key(0.0, float, "loss weight", minimum=0.0)
     resolved["losses"] = {term: check_value(f"model.losses.{term}", given_losses.get(term, default), weight_key)
                           for term, default in weights.items()}
+    given_warmup = _mapping("model.loss_warmup", model.get("loss_warmup"))
+    check_keys("model.loss_warmup", given_warmup, list(weights), what="loss term")
+    steps_key = Key(0, int, "warm-up steps", minimum=0)
+    resolved["loss_warmup"] = {term: check_value(f"model.loss_warmup.{term}", steps, steps_key)
+                               for term, steps in given_warmup.items()}
     resolved.update(option_values)
     resolved["networks"] = _resolve_networks(model.get("networks", REQUIRED), cls, resolved)
     return resolved

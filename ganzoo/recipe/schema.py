@@ -139,6 +139,8 @@ MODEL: dict[str, Key] = {
                 component="init"),
     "gan_loss": Key("lsgan", str, "the GAN objective (a 'gan_loss' registry name)", component="gan_loss"),
     "losses": Key(None, dict, "weights of the model's loss terms (0 removes a term)"),
+    "loss_warmup": Key({}, dict, "loss term -> N: its weight ramps linearly from 0 to its model.losses value "
+                       "over the first N steps (KL annealing); terms not named keep their weight throughout"),
 }
 
 TOP: dict[str, Key] = {
@@ -249,7 +251,7 @@ def _model_keys(rest: tuple[str, ...], tree: Mapping[str, Any]) -> list[str] | N
                 return None
             return component_keys(kinds[rest[1]], _lookup(tree, ("model", "networks", rest[1], "type")))
         return []
-    if head == "losses":
+    if head in ("losses", "loss_warmup"):
         if len(rest) > 1:
             return []
         return None if cls is None else list(getattr(cls, "loss_weights", {}))

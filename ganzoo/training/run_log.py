@@ -101,7 +101,9 @@ class RunLog:
             task = progress.add_task("train", total=total, completed=start, losses="")
             yield _Progress(progress, task, start)
 
-    def scalars(self, step: int, losses: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer]) -> None:
+    def scalars(self, step: int, losses: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer],
+                weights: dict[str, float] | None = None) -> None:
+        """Losses, learning rates and the loss weights that change during training (``weights``)."""
         if self.writer is None:
             return
         self.last_step = step
@@ -110,6 +112,8 @@ class RunLog:
             self.writer.add_scalar(f"loss/{name}", value, step)
         for name, opt in optimizers.items():
             self.writer.add_scalar(f"lr/{name}", opt.param_groups[0]["lr"], step)
+        for term, value in (weights or {}).items():
+            self.writer.add_scalar(f"weight/{term}", value, step)
 
     def sample_grid(self, step: int, rows: list[torch.Tensor]) -> Path:
         grid = image_grid(rows)

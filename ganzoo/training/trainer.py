@@ -377,6 +377,7 @@ class Trainer:
                         if not self.model.training:
                             self.model.train()
                         buffers = self._snapshot_buffers()
+                        self.model.set_step(self.step)
                         last_losses = self.model.train_step(batch)
                         # Several ranks: average the losses and agree on stopping (one all-reduce).
                         last_losses, stop = self.dist.agree(last_losses, self._stop_signal is not None)
@@ -387,7 +388,8 @@ class Trainer:
                         self.step += 1
                         progress.advance(self.step, last_losses)
                         if self.step % int(log["every"]) == 0 or self.step == self.total_steps:
-                            run_log.scalars(self.step, last_losses, self.model.optimizers)
+                            run_log.scalars(self.step, last_losses, self.model.optimizers,
+                                            {term: self.model.weights[term] for term in self.model.loss_warmup})
                         if main and (self.step % int(log["samples_every"]) == 0 or self.step == self.total_steps):
                             self.write_samples(run_log)
                         eval_every = self.recipe["train"].get("eval_every")
