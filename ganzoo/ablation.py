@@ -142,7 +142,7 @@ def _short_key(key: str, keys: Sequence[str]) -> str:
 
 
 def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-") or "x"
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-") or "empty"
 
 
 def run_name(settings: Mapping[str, str]) -> str:

@@ -83,6 +83,7 @@ def test_bad_grid_syntax_is_a_recipe_error(spec: str, message: str) -> None:
 def test_run_names_are_readable_folder_names() -> None:
     assert run_name({"model.nz": "8", "model.networks.G.inject": "all"}) == "nz=8__G.inject=all"
     assert run_name({"train.optimizer.betas": "[0.5, 0.999]"}) == "train.optimizer.betas=0.5-0.999"
+    assert run_name({"model.loss_warmup": "{}"}) == "loss_warmup=empty"  # not a bare "x" or "loss_warmup="
 
 
 def test_every_combination_is_validated_before_anything_trains(recipe: Path, tmp_path: Path) -> None:
