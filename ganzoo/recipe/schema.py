@@ -139,8 +139,8 @@ MODEL: dict[str, Key] = {
                 component="init"),
     "gan_loss": Key("lsgan", str, "the GAN objective (a 'gan_loss' registry name)", component="gan_loss"),
     "losses": Key(None, dict, "weights of the model's loss terms (0 removes a term)"),
-    "loss_warmup": Key({}, dict, "loss term -> N: its weight ramps linearly from 0 to its model.losses value "
-                       "over the first N steps (KL annealing); terms not named keep their weight throughout"),
+    "loss_warmup": Key({}, dict, "loss term -> N: its weight ramps linearly to its model.losses value over the first "
+                       "N updates, from 1/N of it at the first (KL annealing); terms not named keep their weight"),
 }
 
 TOP: dict[str, Key] = {
