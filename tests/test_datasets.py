@@ -357,3 +357,41 @@ def test_only_datasets_whose_epoch_reaches_kept_workers_get_persistent_workers(p
     assert epoch_reaches_persistent_workers(AlignedDataset(pairs, load_size=36, crop_size=24))
     assert not epoch_reaches_persistent_workers(OwnEpoch())
     assert epoch_reaches_persistent_workers(Stateless())
+
+
+def test_cache_returns_the_same_items_and_reads_each_file_once(shapes_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = AlignedDataset(shapes_root, **NO_AUGMENT, input_nc=1)
+    cached = AlignedDataset(shapes_root, **NO_AUGMENT, input_nc=1, cache=True)
+    reads: list[str] = []
+    real_load = cached._load
+    monkeypatch.setattr(cached, "_load", lambda index: reads.append(index) or real_load(index))
+    for epoch in range(3):
+        cached.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        for index in range(len(plain)):
+            expected, got = plain[index], cached[index]
+            assert torch.equal(expected["A"], got["A"]) and torch.equal(expected["B"], got["B"])
+            assert expected["A_path"] == got["A_path"]
+    assert sorted(reads) == list(range(len(plain)))
+    batches = [b["B"] for b in DataLoader(cached, batch_size=3)]
+    assert torch.equal(torch.cat(batches), torch.stack([plain[i]["B"] for i in range(len(plain))]))
+
+
+@pytest.mark.parametrize("options, reason", [
+    ({"flip": True, "preprocess": "none"}, "data.flip is true"),
+    ({"flip": False, "preprocess": "resize_and_crop", "load_size": 36, "crop_size": 32}, "a random crop"),
+])
+def test_cache_refuses_items_that_change_between_epochs(shapes_root: Path, options: dict, reason: str) -> None:
+    with pytest.raises(DataError, match=reason) as caught:
+        AlignedDataset(shapes_root, cache=True, **options)
+    assert "data.cache" in caught.value.message
+    AlignedDataset(shapes_root, flip=False, preprocess="resize_and_crop", load_size=32, crop_size=32, cache=True)
+
+
+def test_cache_on_unpaired_data_needs_fixed_pairs(unpaired_root: Path) -> None:
+    with pytest.raises(DataError, match="random B"):
+        UnalignedDataset(unpaired_root, cache=True, **NO_AUGMENT)
+    fixed = UnalignedDataset(unpaired_root, cache=True, serial_batches=True, **NO_AUGMENT)
+    assert fixed[1] is fixed[1]
+    single = SingleDataset(unpaired_root, split="trainA", cache=True, **NO_AUGMENT)
+    assert torch.equal(single[0]["A"], SingleDataset(unpaired_root, split="trainA", **NO_AUGMENT)[0]["A"])

@@ -212,3 +212,40 @@ def test_every_step_trains_in_train_mode_after_samples_and_evaluations(tmp_path:
     trainer.run()
     assert modes == [True] * 5
     assert (tmp_path / "run" / "eval.jsonl").read_text().count("\n") >= 2
+
+
+def test_data_cache_trains_exactly_as_loading_from_disk(tmp_path: Path) -> None:
+    fixed = ["--set", "data.flip=false", "--set", "data.preprocess=none", "--set", "data.workers=0"]
+    summaries = []
+    for cache in ("false", "true"):
+        out = tmp_path / f"cache_{cache}"
+        result = CliRunner().invoke(
+            main, ["train", str(RECIPES / "quickstart_pix2pix.yaml"), "--out", str(out), "--no-progress",
+                   *tiny_args("quickstart_pix2pix", tmp_path / "data"), *fixed, "--set", f"data.cache={cache}"],
+            catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        summaries.append(json.loads((out / "summary.json").read_text())["losses"])
+    assert summaries[0] == summaries[1]
+
+
+def test_data_cache_with_random_flips_is_a_recipe_error(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        main, ["train", str(RECIPES / "quickstart_pix2pix.yaml"), "--out", str(out), "--no-progress",
+               *tiny_args("quickstart_pix2pix", tmp_path / "data"), "--set", "data.flip=true",
+               "--set", "data.cache=true"])
+    assert result.exit_code == 2
+    assert "data.cache" in result.output and "data.flip is true" in result.output
+    assert not (out / "checkpoints").exists()
+
+
+def test_data_cache_needs_a_dataset_that_takes_it(tmp_path: Path, temp_register) -> None:
+    from ganzoo.errors import DataError
+    from ganzoo.training.trainer import dataset_kwargs
+
+    temp_register("dataset", "no_cache_here", lambda root, split="train", seed=0: None)
+    recipe = {"data": {"dataset": "no_cache_here", "root": str(tmp_path), "cache": True}, "train": {"seed": 0}}
+    with pytest.raises(DataError, match="takes no 'cache' argument"):
+        dataset_kwargs(recipe, "train")
+    recipe["data"]["cache"] = False
+    assert dataset_kwargs(recipe, "train") == {"root": str(tmp_path), "split": "train", "seed": 0}

@@ -23,13 +23,17 @@ class AlignedDataset(PreprocessedDataset):
         input_nc, output_nc: channels of the network input ``A`` and target ``B`` (1 or 3).
         seed: seeds the per-item random crops and flips (with the epoch and the index).
         max_items: keep only the first N files (sorted by name).
+        cache: keep every item in memory after its first load (only when items never change: no
+            random crop or flip).
     """
 
     def __init__(self, root: str | Path, split: str = "train", direction: str = "AtoB", load_size: int = 286,
                  crop_size: int = 256, preprocess: str = "resize_and_crop", flip: bool = True, input_nc: int = 3,
-                 output_nc: int = 3, seed: int = 0, max_items: int | None = None) -> None:
+                 output_nc: int = 3, seed: int = 0, max_items: int | None = None,
+                 cache: bool = False) -> None:
         super().__init__(root, split, direction, load_size, crop_size, preprocess, flip, input_nc, output_nc,
-                         seed, max_items)
+                         seed, max_items, cache)
+        self.check_cache()
         self.folder = require_folder(self.root / split, root=self.root, what="aligned A|B images")
         self.paths = list_images(self.folder, max_items)
 
@@ -37,6 +41,9 @@ class AlignedDataset(PreprocessedDataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        return self.cached_item(index, self._load)
+
+    def _load(self, index: int) -> dict[str, torch.Tensor | str]:
         path = self.paths[index]
         pair = read_image(path)
         width, height = pair.size

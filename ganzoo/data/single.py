@@ -23,15 +23,19 @@ class SingleDataset(PreprocessedDataset):
         input_nc: channels the images are loaded with (1 or 3); ``output_nc`` is only checked.
         seed: seeds the per-item crops and flips (with the epoch and the index).
         max_items: keep only the first N files (sorted by name).
+        cache: keep every item in memory after its first load (only when items never change: no
+            random crop or flip).
 
     Items are ``{"A": Tensor, "A_path": str}``: there is no ``B``.
     """
 
     def __init__(self, root: str | Path, split: str | None = None, direction: str = "AtoB", load_size: int = 286,
                  crop_size: int = 256, preprocess: str = "resize_and_crop", flip: bool = True, input_nc: int = 3,
-                 output_nc: int = 3, seed: int = 0, max_items: int | None = None) -> None:
+                 output_nc: int = 3, seed: int = 0, max_items: int | None = None,
+                 cache: bool = False) -> None:
         super().__init__(root, split, direction, load_size, crop_size, preprocess, flip, input_nc, output_nc,
-                         seed, max_items)
+                         seed, max_items, cache)
+        self.check_cache()
         folder = self.root / split if split else self.root
         self.folder = require_folder(folder, root=self.root, what="input images")
         self.paths = list_images(self.folder, max_items)
@@ -40,6 +44,9 @@ class SingleDataset(PreprocessedDataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        return self.cached_item(index, self._load)
+
+    def _load(self, index: int) -> dict[str, torch.Tensor | str]:
         path = self.paths[index]
         image = read_image(path)
         image = self.preprocess.apply(image, self.preprocess.sample(*image.size, self.generator(index)), path=path)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from PIL import Image
@@ -91,6 +91,14 @@ class Preprocess:
                 hint=f"set data.load_size >= {self.crop_size}, or lower data.crop_size",
             )
 
+    def randomness(self) -> str | None:
+        """What makes two loads of one image differ (a random crop or flip), or None when nothing does."""
+        if self.flip:
+            return "data.flip is true (a random horizontal flip per load)"
+        if "crop" in self.mode and not (self.mode == "resize_and_crop" and self.load_size == self.crop_size):
+            return f"data.preprocess is {self.mode!r} (a random crop per load)"
+        return None
+
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
         """The (width, height) an image of this size has after the resize step (before cropping)."""
         if self.mode == "resize_and_crop":
@@ -155,7 +163,9 @@ class PreprocessedDataset(Dataset):
     """Base of the built-in datasets: checks the shared arguments and holds the per-item randomness.
 
     Subclasses list their files in ``__init__`` and build items in ``__getitem__`` using
-    :meth:`generator` for every random choice.
+    :meth:`generator` for every random choice, through :meth:`cached_item` so that ``cache=True``
+    keeps every item in memory after its first load (``data.cache``: for small datasets whose items
+    never change, such as the 32 px shapes world, where loading costs about a tenth of a training step).
     """
 
     #: The epoch lives in shared memory, so workers kept across epochs follow :meth:`set_epoch`.
@@ -163,7 +173,7 @@ class PreprocessedDataset(Dataset):
 
     def __init__(self, root: str | Path, split: str | None, direction: str, load_size: int, crop_size: int,
                  preprocess: str, flip: bool, input_nc: int, output_nc: int, seed: int,
-                 max_items: int | None) -> None:
+                 max_items: int | None, cache: bool = False) -> None:
         super().__init__()
         if direction not in DIRECTIONS:
             raise DataError(f"data.direction: expected 'AtoB' or 'BtoA', got {direction!r}",
@@ -183,6 +193,7 @@ class PreprocessedDataset(Dataset):
         self.seed = seed
         self.max_items = max_items
         self.preprocess = Preprocess(preprocess, load_size, crop_size, bool(flip))
+        self._cache: dict[int, dict[str, Any]] | None = {} if cache else None
         # In shared memory, so persistent DataLoader workers (which keep the copy of the dataset
         # they started with) still see the epoch the trainer sets.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -202,6 +213,28 @@ class PreprocessedDataset(Dataset):
     def generator(self, index: int) -> torch.Generator:
         """The random stream of item ``index`` in the current epoch."""
         return item_generator(self.seed, self.epoch, index)
+
+    def item_randomness(self) -> str | None:
+        """What makes item ``i`` differ between epochs, or None when it never does (then it may be cached)."""
+        return self.preprocess.randomness()
+
+    def check_cache(self) -> None:
+        """Refuse ``cache=True`` when items change between epochs: a cache would freeze the augmentation."""
+        reason = self.item_randomness() if self._cache is not None else None
+        if reason:
+            raise DataError(f"data.cache: items of {type(self).__name__} change from epoch to epoch because {reason}, "
+                            "so they cannot be kept in memory",
+                            hint="set data.cache=false, or make the items fixed (data.flip=false and "
+                                 "data.preprocess=none, or resize_and_crop with load_size == crop_size)")
+
+    def cached_item(self, index: int, load: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
+        """``load(index)``, from memory after the first time when the dataset was built with ``cache=True``."""
+        if self._cache is None:
+            return load(index)
+        item = self._cache.get(index)
+        if item is None:
+            item = self._cache[index] = load(index)
+        return item
 
     def __len__(self) -> int:
         raise NotImplementedError

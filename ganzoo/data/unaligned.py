@@ -25,6 +25,8 @@ class UnalignedDataset(PreprocessedDataset):
         max_items: keep only the first N files of each folder (sorted by name).
         serial_batches: pair item i with B image ``i % len(B)`` instead of a random one (the
             official ``--serial_batches``, used when testing).
+        cache: keep every item in memory after its first load (only when items never change: fixed
+            pairs, no random crop or flip).
 
     The length is that of the larger folder; item ``i`` uses A image ``i % len(A)``.
     """
@@ -32,10 +34,11 @@ class UnalignedDataset(PreprocessedDataset):
     def __init__(self, root: str | Path, split: str = "train", direction: str = "AtoB", load_size: int = 286,
                  crop_size: int = 256, preprocess: str = "resize_and_crop", flip: bool = True, input_nc: int = 3,
                  output_nc: int = 3, seed: int = 0, max_items: int | None = None,
-                 serial_batches: bool = False) -> None:
+                 serial_batches: bool = False, cache: bool = False) -> None:
         super().__init__(root, split, direction, load_size, crop_size, preprocess, flip, input_nc, output_nc,
-                         seed, max_items)
+                         seed, max_items, cache)
         self.serial_batches = bool(serial_batches)
+        self.check_cache()
         source, target = ("A", "B") if direction == "AtoB" else ("B", "A")
         self.folder_A = require_folder(self.root / f"{split}{source}", root=self.root,
                                        what=f"unpaired domain {source} images")
@@ -47,7 +50,15 @@ class UnalignedDataset(PreprocessedDataset):
     def __len__(self) -> int:
         return max(len(self.paths_A), len(self.paths_B))
 
+    def item_randomness(self) -> str | None:
+        if not self.serial_batches:
+            return "each A meets a random B (serial_batches is false)"
+        return super().item_randomness()
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        return self.cached_item(index, self._load)
+
+    def _load(self, index: int) -> dict[str, torch.Tensor | str]:
         generator = self.generator(index)
         path_A = self.paths_A[index % len(self.paths_A)]
         if self.serial_batches:

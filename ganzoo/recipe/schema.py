@@ -83,6 +83,8 @@ DATA: dict[str, Key] = {
     "input_nc": Key(None, int, "input channels (null: the generator's input_nc)", nullable=True, minimum=1),
     "output_nc": Key(None, int, "output channels (null: the generator's output_nc)", nullable=True, minimum=1),
     "workers": Key(2, int, "data-loading worker processes", minimum=0),
+    "cache": Key(False, bool, "keep every loaded item in memory (small datasets whose items never change: "
+                 "no random crop or flip); each worker holds its own copy"),
     "max_items": Key(None, int, "use at most this many items (null: all)", nullable=True, minimum=1),
     "bad_images": Key("error", str, "an unreadable image stops training with its name (error), or every image is "
                       "checked once before training and the bad ones are skipped and reported (skip)",

@@ -66,6 +66,9 @@ def dataset_kwargs(recipe: dict[str, Any], split: str) -> dict[str, Any]:
     data = recipe["data"]
     entry = get_component("dataset", data["dataset"])
     accepted = set(entry.signature().parameters)
+    if data.get("cache") and "cache" not in accepted:
+        raise DataError(f"data.cache: the dataset {data['dataset']!r} takes no 'cache' argument, so it cannot "
+                        "keep items in memory", hint="set data.cache=false")
     kwargs = {k: v for k, v in data.items() if k in accepted}
     kwargs.update(split=split, seed=recipe["train"]["seed"])
     if split != "train":
