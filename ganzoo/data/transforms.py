@@ -165,7 +165,7 @@ class PreprocessedDataset(Dataset):
     Subclasses list their files in ``__init__`` and build items in ``__getitem__`` using
     :meth:`generator` for every random choice, through :meth:`cached_item` so that ``cache=True``
     keeps every item in memory after its first load (``data.cache``: for small datasets whose items
-    never change, such as the 32 px shapes world, where loading costs about a tenth of a training step).
+    never change, such as the 32 px shapes world, where loading cost about 5% of a training step).
     """
 
     #: The epoch lives in shared memory, so workers kept across epochs follow :meth:`set_epoch`.
