@@ -40,9 +40,6 @@ class AlignedDataset(PreprocessedDataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
-        return self.cached_item(index, self._load)
-
     def _load(self, index: int) -> dict[str, torch.Tensor | str]:
         path = self.paths[index]
         pair = read_image(path)

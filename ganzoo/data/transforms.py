@@ -162,9 +162,9 @@ def to_tensor(image: Image.Image, channels: int) -> torch.Tensor:
 class PreprocessedDataset(Dataset):
     """Base of the built-in datasets: checks the shared arguments and holds the per-item randomness.
 
-    Subclasses list their files in ``__init__`` and build items in ``__getitem__`` using
-    :meth:`generator` for every random choice, through :meth:`cached_item` so that ``cache=True``
-    keeps every item in memory after its first load (``data.cache``: for small datasets whose items
+    Subclasses list their files in ``__init__`` and build item ``i`` in ``_load(i)`` using
+    :meth:`generator` for every random choice; ``__getitem__`` goes through :meth:`cached_item`, so
+    that ``cache=True`` keeps every item in memory after its first load (``data.cache``: for small datasets whose items
     never change, such as the 32 px shapes world, where loading cost about 5% of a training step).
     """
 
@@ -235,6 +235,12 @@ class PreprocessedDataset(Dataset):
         if item is None:
             item = self._cache[index] = load(index)
         return item
+
+    def _load(self, index: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.cached_item(index, self._load)
 
     def __len__(self) -> int:
         raise NotImplementedError

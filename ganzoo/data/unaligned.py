@@ -55,9 +55,6 @@ class UnalignedDataset(PreprocessedDataset):
             return "each A meets a random B (serial_batches is false)"
         return super().item_randomness()
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
-        return self.cached_item(index, self._load)
-
     def _load(self, index: int) -> dict[str, torch.Tensor | str]:
         generator = self.generator(index)
         path_A = self.paths_A[index % len(self.paths_A)]
