@@ -351,3 +351,79 @@ def test_cpu_bf16_hardware_is_read_from_torch() -> None:
         assert found == bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
     else:
         assert found is None
+
+
+# -- independent parts of a step side by side (train.parallel_branches) ----------------------------------
+def _with_threads(count: int):
+    import contextlib
+
+    @contextlib.contextmanager
+    def scope():
+        before = torch.get_num_threads()
+        torch.set_num_threads(count)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+    return scope()
+
+
+def test_parallel_discriminator_updates_give_the_same_steps() -> None:
+    with _with_threads(2):
+        plain_model, batch = make("bicyclegan")
+        fast_model, _ = make("bicyclegan", parallel_branches=True)
+        assert fast_model.branches.side_by_side() and not plain_model.branches.side_by_side()
+        threads_seen: dict[str, int] = {}
+        update = fast_model._update_discriminator
+
+        def spying_update(name: str, *args: Any, **kwargs: Any) -> torch.Tensor:
+            import threading
+            threads_seen[name] = threading.get_ident()
+            return update(name, *args, **kwargs)
+
+        fast_model._update_discriminator = spying_update
+        # Steps 2 and 3 start from the weights and Adam moments that the side-by-side updates left; their
+        # gradients would differ if those were wrong. (Weights themselves are no test: biases ahead of instance
+        # norm have gradients of rounding noise only, which Adam scales up to full steps.)
+        for _ in range(3):
+            assert_same_step(step_and_grads(fast_model, batch), step_and_grads(plain_model, batch),
+                             rtol=1e-3, atol=1e-5)
+        assert set(threads_seen) == {"D", "D2"} and len(set(threads_seen.values())) == 2  # truly on two threads
+        assert torch.get_num_threads() == 2  # the step's intra-op threads are back after the updates
+
+
+def test_parallel_branches_run_in_turn_where_they_cannot_pay() -> None:
+    from ganzoo.training.branches import BranchRunner
+
+    with _with_threads(1):
+        assert not BranchRunner(True, "cpu").side_by_side()  # one core's worth of threads: nothing to share
+    with _with_threads(2):
+        assert BranchRunner(True, "cpu").side_by_side()
+        assert not BranchRunner(True, "cuda").side_by_side()  # CUDA kernels are asynchronous already
+        assert not BranchRunner(False, "cpu").side_by_side()
+        assert BranchRunner(True, "cpu").run([lambda: 1, lambda: 2, lambda: 3]) == [1, 2, 3]
+        copy.deepcopy(BranchRunner(True, "cpu"))  # models are deep-copied (EMA, tests): no thread pool inside
+
+
+def test_a_failing_branch_raises_after_the_others_finish_and_restores_the_threads() -> None:
+    import threading
+    import time
+
+    from ganzoo.training.branches import BranchRunner
+
+    finished = threading.Event()
+
+    def slow() -> int:
+        time.sleep(0.2)
+        finished.set()
+        return 1
+
+    def broken() -> int:
+        raise ValueError("bad branch")
+
+    with _with_threads(2):
+        runner = BranchRunner(True, "cpu")
+        with pytest.raises(ValueError, match="bad branch"):
+            runner.run([broken, slow])
+        assert finished.is_set()  # the other branch was not left running on the weights
+        assert torch.get_num_threads() == 2

@@ -66,9 +66,10 @@ class ModelSpec:
     def assemble(self, recipe: dict[str, Any], device: torch.device | str) -> None:
         """Give a model (an ``nn.Module`` subclass) the parts every model has: its device, loss
         weights, the networks its configuration needs (built, initialised, on the device), the GAN
-        criterion and the precision policy."""
+        criterion, the precision policy and the runner of independent step parts (``train.parallel_branches``)."""
         from ganzoo.models.assembly import build_networks
         from ganzoo.registry import build
+        from ganzoo.training.branches import BranchRunner
         from ganzoo.training.precision import Precision
 
         model = recipe["model"]
@@ -81,6 +82,7 @@ class ModelSpec:
         self.networks = build_networks(model, self.required_networks(model), self.network_kinds).to(self.device)
         self.criterion_gan = build("gan_loss", model.get("gan_loss", self.default_gan_loss)).to(self.device)
         self.precision = Precision(recipe["train"].get("precision", "fp32"), self.device)
+        self.branches = BranchRunner(recipe["train"].get("parallel_branches", False), self.device)
 
     def set_step(self, step: int) -> None:
         """Set ``self.weights`` for the update that follows ``step`` finished ones: a term named in

@@ -20,6 +20,8 @@ other teacher).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -241,17 +243,20 @@ class BicycleGAN(ModelSpec, nn.Module):
 
         # ---- discriminators on the fakes of this step (detached), as the official code does ----
         set_requires_grad([D, D2], True)
+        updates: dict[str, Callable[[], torch.Tensor]] = {}
         if w["gan"] > 0:
-            losses["D"] = self._update_discriminator(
-                "D", self._d_input(A_enc, fake_enc.detach()), self._d_input(A_enc, B_enc),
+            updates["D"] = partial(
+                self._update_discriminator, "D", self._d_input(A_enc, fake_enc.detach()), self._d_input(A_enc, B_enc),
                 extra=(self._d_input(A_enc, fake_rand.detach()), self._d_input(A_rand, B_rand))
                 if self.use_same_D and w["gan2"] > 0 else None)
         elif self.use_same_D and w["gan2"] > 0:
-            losses["D"] = self._update_discriminator(
-                "D", self._d_input(A_enc, fake_rand.detach()), self._d_input(A_rand, B_rand))
+            updates["D"] = partial(self._update_discriminator, "D", self._d_input(A_enc, fake_rand.detach()),
+                                   self._d_input(A_rand, B_rand))
         if w["gan2"] > 0 and not self.use_same_D:
-            losses["D2"] = self._update_discriminator(
-                "D2", self._d_input(A_enc, fake_rand.detach()), self._d_input(A_rand, B_rand))
+            updates["D2"] = partial(self._update_discriminator, "D2", self._d_input(A_enc, fake_rand.detach()),
+                                    self._d_input(A_rand, B_rand))
+        # D and D2 share no weights, gradients or optimizer: side by side under train.parallel_branches
+        losses.update(zip(updates, self.branches.run(list(updates.values()))))
         return {k: v.detach() for k, v in losses.items()}
 
     def _update_discriminator(self, name: str, fake: torch.Tensor, real: torch.Tensor,
