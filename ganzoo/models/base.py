@@ -82,7 +82,7 @@ class ModelSpec:
         self.networks = build_networks(model, self.required_networks(model), self.network_kinds).to(self.device)
         self.criterion_gan = build("gan_loss", model.get("gan_loss", self.default_gan_loss)).to(self.device)
         self.precision = Precision(recipe["train"].get("precision", "fp32"), self.device)
-        self.branches = BranchRunner(recipe["train"].get("parallel_branches", False), self.device)
+        self.branches = BranchRunner(recipe["train"].get("parallel_branches", True), self.device)
 
     def set_step(self, step: int) -> None:
         """Set ``self.weights`` for the update that follows ``step`` finished ones: a term named in
