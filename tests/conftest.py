@@ -40,3 +40,11 @@ def temp_register() -> Iterator[Callable[..., Any]]:
     yield add
     for kind, name in reversed(added):
         registry(kind).remove(name)
+
+
+@pytest.fixture
+def torch_threads() -> Iterator[Callable[[int], None]]:
+    """``torch_threads(n)`` sets torch's intra-op thread count; the count from before comes back after the test."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)

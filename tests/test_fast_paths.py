@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import copy
 import random
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,6 +19,7 @@ from ganzoo.models import BicycleGAN, CycleGAN, Pix2Pix
 from ganzoo.models.assembly import compile_networks, make_optimizer, run_stacked
 from ganzoo.models.image_pool import ImagePool
 from ganzoo.registry import build
+from ganzoo.training.branches import BranchRunner
 
 SIZE = 32
 
@@ -354,63 +358,44 @@ def test_cpu_bf16_hardware_is_read_from_torch() -> None:
 
 
 # -- independent parts of a step side by side (train.parallel_branches) ----------------------------------
-def _with_threads(count: int):
-    import contextlib
+def test_parallel_discriminator_updates_give_the_same_steps(torch_threads: Callable[[int], None]) -> None:
+    torch_threads(2)
+    plain_model, batch = make("bicyclegan", parallel_branches=False)
+    fast_model, _ = make("bicyclegan")  # on by default
+    assert fast_model.branches.side_by_side() and not plain_model.branches.side_by_side()
+    threads_seen: dict[str, int] = {}
+    update = fast_model._update_discriminator
 
-    @contextlib.contextmanager
-    def scope():
-        before = torch.get_num_threads()
-        torch.set_num_threads(count)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
-    return scope()
+    def spying_update(name: str, *args: Any, **kwargs: Any) -> torch.Tensor:
+        threads_seen[name] = threading.get_ident()
+        return update(name, *args, **kwargs)
 
-
-def test_parallel_discriminator_updates_give_the_same_steps() -> None:
-    with _with_threads(2):
-        plain_model, batch = make("bicyclegan", parallel_branches=False)
-        fast_model, _ = make("bicyclegan")  # on by default
-        assert fast_model.branches.side_by_side() and not plain_model.branches.side_by_side()
-        threads_seen: dict[str, int] = {}
-        update = fast_model._update_discriminator
-
-        def spying_update(name: str, *args: Any, **kwargs: Any) -> torch.Tensor:
-            import threading
-            threads_seen[name] = threading.get_ident()
-            return update(name, *args, **kwargs)
-
-        fast_model._update_discriminator = spying_update
-        # Steps 2 and 3 start from the weights and Adam moments that the side-by-side updates left; their
-        # gradients would differ if those were wrong. (Weights themselves are no test: biases ahead of instance
-        # norm have gradients of rounding noise only, which Adam scales up to full steps.)
-        for _ in range(3):
-            assert_same_step(step_and_grads(fast_model, batch), step_and_grads(plain_model, batch),
-                             rtol=1e-3, atol=1e-5)
-        assert set(threads_seen) == {"D", "D2"} and len(set(threads_seen.values())) == 2  # truly on two threads
-        assert torch.get_num_threads() == 2  # the step's intra-op threads are back after the updates
+    fast_model._update_discriminator = spying_update
+    # Steps 2 and 3 start from the weights and Adam moments that the side-by-side updates left; their
+    # gradients would differ if those were wrong. (Weights themselves are no test: biases ahead of instance
+    # norm have gradients of rounding noise only, which Adam scales up to full steps.)
+    for _ in range(3):
+        assert_same_step(step_and_grads(fast_model, batch), step_and_grads(plain_model, batch),
+                         rtol=1e-3, atol=1e-5)
+    assert set(threads_seen) == {"D", "D2"} and len(set(threads_seen.values())) == 2  # truly on two threads
+    assert torch.get_num_threads() == 2  # the step's intra-op threads are back after the updates
 
 
-def test_parallel_branches_run_in_turn_where_they_cannot_pay() -> None:
-    from ganzoo.training.branches import BranchRunner
+def test_parallel_branches_run_in_turn_where_they_cannot_pay(torch_threads: Callable[[int], None]) -> None:
+    torch_threads(1)
+    assert not BranchRunner(True, "cpu").side_by_side()  # one core's worth of threads: nothing to share
+    torch_threads(2)
+    assert BranchRunner(True, "cpu").side_by_side()
+    assert not BranchRunner(True, "cuda").side_by_side()  # CUDA kernels are asynchronous already
+    assert not BranchRunner(False, "cpu").side_by_side()
+    runner = BranchRunner(True, "cpu")
+    assert runner.run([lambda: 1, lambda: 2, lambda: 3]) == [1, 2, 3]
+    copy.deepcopy(runner)  # models are deep-copied (EMA, tests): its thread pool is not copied along
 
-    with _with_threads(1):
-        assert not BranchRunner(True, "cpu").side_by_side()  # one core's worth of threads: nothing to share
-    with _with_threads(2):
-        assert BranchRunner(True, "cpu").side_by_side()
-        assert not BranchRunner(True, "cuda").side_by_side()  # CUDA kernels are asynchronous already
-        assert not BranchRunner(False, "cpu").side_by_side()
-        assert BranchRunner(True, "cpu").run([lambda: 1, lambda: 2, lambda: 3]) == [1, 2, 3]
-        copy.deepcopy(BranchRunner(True, "cpu"))  # models are deep-copied (EMA, tests): no thread pool inside
 
-
-def test_a_failing_branch_raises_after_the_others_finish_and_restores_the_threads() -> None:
-    import threading
-    import time
-
-    from ganzoo.training.branches import BranchRunner
-
+def test_a_failing_branch_raises_after_the_others_finish_and_restores_the_threads(
+        torch_threads: Callable[[int], None]) -> None:
+    torch_threads(2)
     finished = threading.Event()
 
     def slow() -> int:
@@ -421,9 +406,7 @@ def test_a_failing_branch_raises_after_the_others_finish_and_restores_the_thread
     def broken() -> int:
         raise ValueError("bad branch")
 
-    with _with_threads(2):
-        runner = BranchRunner(True, "cpu")
-        with pytest.raises(ValueError, match="bad branch"):
-            runner.run([broken, slow])
-        assert finished.is_set()  # the other branch was not left running on the weights
-        assert torch.get_num_threads() == 2
+    with pytest.raises(ValueError, match="bad branch"):
+        BranchRunner(True, "cpu").run([broken, slow])
+    assert finished.is_set()  # the other branch was not left running on the weights
+    assert torch.get_num_threads() == 2
