@@ -19,24 +19,28 @@ def _check_total_steps(name: str, total_steps: int) -> None:
 
 
 class LinearDecayRule:
-    """LR factor: 1 for ``constant_steps`` steps, then falling linearly towards 0 over ``decay_steps``.
+    """LR factor: 1 for ``constant_steps`` steps, then falling linearly towards ``end_factor`` (official: 0)
+    over ``decay_steps``.
 
     A class rather than a closure so that ``LambdaLR.state_dict()`` stores its settings.
     """
 
-    def __init__(self, constant_steps: int, decay_steps: int) -> None:
+    def __init__(self, constant_steps: int, decay_steps: int, end_factor: float = 0.0) -> None:
         self.constant_steps = constant_steps
         self.decay_steps = decay_steps
+        self.end_factor = end_factor
 
     def __call__(self, step_index: int) -> float:
         # LambdaLR counts from 0; the official rule counts from 1 (its epoch_count), so the first
         # ``constant_steps`` steps keep the full LR and the last one runs at 1/(decay_steps + 1).
         step_number = step_index + 1
-        return 1.0 - max(0, step_number - self.constant_steps) / float(self.decay_steps + 1)
+        progress = max(0, step_number - self.constant_steps) / float(self.decay_steps + 1)
+        return 1.0 - (1.0 - self.end_factor) * progress
 
 
 @register("scheduler", "linear")
-def linear(optimizer: Optimizer, total_steps: int, decay_steps: int | None = None) -> lr_scheduler.LambdaLR:
+def linear(optimizer: Optimizer, total_steps: int, decay_steps: int | None = None,
+           end_factor: float = 0.0) -> lr_scheduler.LambdaLR:
     """Constant LR, then linear decay towards zero over the last decay_steps (official default).
 
     Args:
@@ -44,6 +48,9 @@ def linear(optimizer: Optimizer, total_steps: int, decay_steps: int | None = Non
         total_steps: number of training steps of the whole run.
         decay_steps: length of the decay at the end of the run; default: the second half
             (the official ``niter`` = ``niter_decay``).
+        end_factor: the fraction of the LR the decay heads for (official: 0). A run stopped part-way
+            through a longer schedule is this schedule with ``end_factor`` > 0: 9000 steps of a
+            12000-step schedule that decays over its last 8000 are ``decay_steps=5000, end_factor=0.375``.
     """
     _check_total_steps("linear", total_steps)
     if decay_steps is None:
@@ -53,7 +60,10 @@ def linear(optimizer: Optimizer, total_steps: int, decay_steps: int | None = Non
             f"scheduler 'linear': decay_steps must be an integer between 0 and total_steps={total_steps}, "
             f"got {decay_steps!r}"
         )
-    rule = LinearDecayRule(constant_steps=total_steps - decay_steps, decay_steps=decay_steps)
+    if isinstance(end_factor, bool) or not isinstance(end_factor, (int, float)) or not 0.0 <= end_factor <= 1.0:
+        raise ComponentError(f"scheduler 'linear': end_factor must be a number between 0 and 1, got {end_factor!r}")
+    rule = LinearDecayRule(constant_steps=total_steps - decay_steps, decay_steps=decay_steps,
+                           end_factor=float(end_factor))
     return lr_scheduler.LambdaLR(optimizer, lr_lambda=rule)
 
 

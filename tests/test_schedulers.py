@@ -53,6 +53,38 @@ def test_linear_without_decay_is_constant() -> None:
     assert _lrs(sched, opt, 5) == [1.0] * 5
 
 
+def test_linear_end_factor_stops_the_decay_part_way() -> None:
+    opt = _optimizer()
+    sched = ganzoo.build("scheduler", "linear", optimizer=opt, total_steps=10, decay_steps=4, end_factor=0.5)
+    # the official rule's steps, scaled to fall from 1 towards 0.5 instead of 0
+    assert _lrs(sched, opt, 10) == pytest.approx([1.0] * 6 + [0.9, 0.8, 0.7, 0.6])
+
+
+def test_linear_end_factor_is_the_longer_schedule_stopped_early() -> None:
+    """9000 steps with end_factor 0.375 follow the 12000-step schedule's learning rates step for step."""
+    short_opt, long_opt = _optimizer(), _optimizer()
+    short = ganzoo.build("scheduler", "linear", optimizer=short_opt, total_steps=9000, decay_steps=5000,
+                         end_factor=0.375)
+    longer = ganzoo.build("scheduler", "linear", optimizer=long_opt, total_steps=12000, decay_steps=8000)
+    assert _lrs(short, short_opt, 9000) == pytest.approx(_lrs(longer, long_opt, 9000), abs=1e-4)
+
+
+def test_linear_end_factor_survives_a_state_dict_round_trip() -> None:
+    opt = _optimizer()
+    sched = ganzoo.build("scheduler", "linear", optimizer=opt, total_steps=10, decay_steps=4, end_factor=0.5)
+    _lrs(sched, opt, 3)
+    fresh_opt = _optimizer()
+    fresh = ganzoo.build("scheduler", "linear", optimizer=fresh_opt, total_steps=10, decay_steps=4)
+    fresh.load_state_dict(sched.state_dict())
+    assert fresh.lr_lambdas[0].end_factor == 0.5
+
+
+@pytest.mark.parametrize("end_factor", [-0.1, 1.5, "half", True])
+def test_linear_rejects_bad_end_factor(end_factor: object) -> None:
+    with pytest.raises(ComponentError, match="end_factor must be a number between 0 and 1"):
+        ganzoo.build("scheduler", "linear", optimizer=_optimizer(), total_steps=10, end_factor=end_factor)
+
+
 @pytest.mark.parametrize("decay_steps", [-1, 11, 2.5])
 def test_linear_rejects_bad_decay_steps(decay_steps: object) -> None:
     with pytest.raises(ComponentError, match="decay_steps"):
@@ -128,4 +160,4 @@ def test_linear_state_dict_carries_its_rule() -> None:
     opt = _optimizer()
     sched = ganzoo.build("scheduler", "linear", optimizer=opt, total_steps=10, decay_steps=4)
     state = sched.state_dict()
-    assert state["lr_lambdas"] == [{"constant_steps": 6, "decay_steps": 4}]
+    assert state["lr_lambdas"] == [{"constant_steps": 6, "decay_steps": 4, "end_factor": 0.0}]
