@@ -41,7 +41,7 @@ class LinearDecayRule:
 @register("scheduler", "linear")
 def linear(optimizer: Optimizer, total_steps: int, decay_steps: int | None = None,
            end_factor: float = 0.0) -> lr_scheduler.LambdaLR:
-    """Constant LR, then linear decay towards zero over the last decay_steps (official default).
+    """Constant LR, then linear decay over the last decay_steps towards zero (official) or end_factor.
 
     Args:
         optimizer: the optimizer whose learning rate is scheduled.
