@@ -120,6 +120,18 @@ def test_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+def test_bad_scheduler_argument_names_its_recipe_key(tmp_path: Path) -> None:
+    name = "quickstart_pix2pix"
+    out = tmp_path / "r"
+    result = CliRunner().invoke(main, ["train", str(RECIPES / f"{name}.yaml"), "--out", str(out), "--no-progress",
+                                       *tiny_args(name, tmp_path / "data", steps=2),
+                                       "--set", "train.scheduler.end_factor=2"])
+    assert result.exit_code == 2
+    assert "train.scheduler: scheduler 'linear': end_factor must be a number between 0 and 1, got 2" in result.output
+    assert "Traceback" not in result.output
+    assert not (out / "checkpoints" / "latest.pt").exists()
+
+
 def test_linear_decay_follows_epochs_and_epochs_decay(tmp_path: Path) -> None:
     """max_steps keeps the recipe's constant:decay ratio (1:3 here): 2 constant steps, then 6 of decay."""
     from ganzoo.recipe import prepare_recipe

@@ -25,7 +25,7 @@ import torch
 from rich.console import Console
 from torch.utils.data import DataLoader
 
-from ganzoo.errors import CheckpointError, DataError, GanzooError, RecipeError
+from ganzoo.errors import CheckpointError, ComponentError, DataError, GanzooError, RecipeError
 from ganzoo.data.collate import collate_items
 from ganzoo.data.screening import drop_unreadable_images
 from ganzoo.models.assembly import compile_networks
@@ -202,7 +202,10 @@ class Trainer:
         kind = spec.pop("type")
         if kind == "linear" and spec.get("decay_steps") is None:
             spec["decay_steps"] = self.decay_steps
-        return build("scheduler", kind, optimizer=optimizer, total_steps=max(1, self.total_steps), **spec)
+        try:
+            return build("scheduler", kind, optimizer=optimizer, total_steps=max(1, self.total_steps), **spec)
+        except ComponentError as exc:  # an argument's value out of range: name the recipe key it came from
+            raise RecipeError("train.scheduler", exc.message, hint=exc.hint) from None
 
     def _fixed_samples(self) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """A fixed handful of inputs (val split when there is one) and fixed z's for sample grids."""
