@@ -30,7 +30,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ganzoo.errors import GanzooError
-from ganzoo.models.assembly import compile_networks
+from ganzoo.models.assembly import apply_speed_switches
 from ganzoo.registry import get_component
 from ganzoo.training.device import resolve_device
 from ganzoo.training.rng import seed_everything
@@ -167,13 +167,10 @@ def peak_memory(device: torch.device) -> tuple[int, str]:
 
 
 def build_model(recipe: dict[str, Any], device: torch.device) -> nn.Module:
-    """The recipe's model as ``ganzoo train`` builds it, with its channels-last and compile switches."""
+    """The recipe's model as ``ganzoo train`` builds it, with its speed switches (channels-last, compile ...)."""
     seed_everything(int(recipe["train"]["seed"]))
     model = get_component("model", recipe["model"]["type"]).factory(recipe, device)
-    if recipe["train"].get("channels_last"):
-        model.networks.to(memory_format=torch.channels_last)
-    if recipe["train"].get("compile"):
-        compile_networks(model)
+    apply_speed_switches(model, recipe["train"])
     return model
 
 

@@ -4,6 +4,7 @@ BicycleGAN's single backward (against the official two passes) is tested in ``te
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 import threading
@@ -410,3 +411,164 @@ def test_a_failing_branch_raises_after_the_others_finish_and_restores_the_thread
         BranchRunner(True, "cpu").run([broken, slow])
     assert finished.is_set()  # the other branch was not left running on the weights
     assert torch.get_num_threads() == 2
+
+
+# -- stride-1 convolution gradients from forward and GEMM kernels (train.fast_conv_backward) --------------
+CONV_CASES = [  # (batch, in, out, size, kernel, padding, bias): GEMM weight path from 128 channels on
+    (2, 128, 128, 6, (3, 3), (0, 0), True),  # a ResNet block's convolution after its reflection pad
+    (1, 128, 256, 5, (4, 4), (1, 1), True),  # PatchGAN's stride-1 layer
+    (2, 8, 16, 9, (3, 3), (1, 1), False),  # few channels: oneDNN keeps the weight gradient
+    (1, 16, 1, 7, (4, 4), (1, 1), True),  # a one-channel PatchGAN head
+    (2, 4, 3, 12, (7, 7), (0, 0), True),  # the ResNet generator's last layer
+    (1, 130, 129, 4, (3, 1), (1, 0), False),  # non-square kernel and padding
+]
+
+
+def force_conv_routes(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
+    """Send every gradient of the fast-backward convolutions through the rewritten kernels (or through
+    oneDNN's), whatever the size rules say, so that tiny test shapes exercise both routes."""
+    from ganzoo.layers import conv_backward
+
+    monkeypatch.setattr(conv_backward, "input_grad_by_forward_conv", lambda *args: fast)
+    monkeypatch.setattr(conv_backward, "weight_grad_by_gemms", lambda *args: fast)
+
+
+@pytest.mark.parametrize("route", ["rewritten", "onednn"])
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"{c[1]}to{c[2]}_k{c[4][0]}x{c[4][1]}_p{c[5][0]}{c[5][1]}")
+def test_stride_one_conv_gradients_equal_autograd_in_float64(case: tuple, route: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from ganzoo.layers.conv_backward import _StrideOneConv2d
+
+    force_conv_routes(monkeypatch, route == "rewritten")
+    n, c_in, c_out, size, kernel, padding, bias = case
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, c_in, size, size, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(c_out, c_in, *kernel, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(c_out, generator=g, dtype=torch.float64, requires_grad=True) if bias else None
+    inputs = (x, w) + ((b,) if bias else ())
+    fast_out = _StrideOneConv2d.apply(x, w, b, padding)
+    plain_out = torch.nn.functional.conv2d(x, w, b, 1, padding)
+    torch.testing.assert_close(fast_out, plain_out, rtol=0, atol=0)
+    grad_out = torch.randn(plain_out.shape, generator=g, dtype=torch.float64)
+    fast = torch.autograd.grad(fast_out, inputs, grad_out)
+    plain = torch.autograd.grad(plain_out, inputs, grad_out)
+    for name, f, p in zip(("input", "weight", "bias"), fast, plain):
+        torch.testing.assert_close(f, p, rtol=1e-10, atol=1e-10, msg=lambda m: f"{name}: {m}")
+
+
+def _conv_pair(c_in: int, c_out: int, kernel: int, padding: int) -> tuple[nn.Conv2d, nn.Conv2d]:
+    from ganzoo.layers.conv_backward import FastBackwardConv2d, use_fast_conv_backward
+
+    torch.manual_seed(0)
+    plain = nn.Conv2d(c_in, c_out, kernel, 1, padding)
+    fast = copy.deepcopy(plain)
+    assert use_fast_conv_backward(fast) == 1 and type(fast) is FastBackwardConv2d
+    assert fast.state_dict().keys() == plain.state_dict().keys()
+    return fast, plain
+
+
+@pytest.mark.parametrize("needs", ["both", "input only (D frozen in the G step)", "weights only (a real input)"])
+def test_fast_conv_module_matches_nn_conv2d_in_float32(needs: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    force_conv_routes(monkeypatch, True)
+    fast, plain = _conv_pair(128, 128, 3, 1)
+    if needs.startswith("input"):
+        for conv in (fast, plain):
+            conv.requires_grad_(False)
+    x = torch.randn(2, 128, 8, 8, requires_grad=not needs.startswith("weights"))
+    grad_out = torch.randn(2, 128, 8, 8)
+    results = []
+    for conv in (fast, plain):
+        out = conv(x)
+        wanted = [t for t in (x, conv.weight, conv.bias) if t.requires_grad]
+        results.append((out, torch.autograd.grad(out, wanted, grad_out)))
+    (fast_out, fast_grads), (plain_out, plain_grads) = results
+    assert fast_out.grad_fn is not None and "StrideOneConv2d" in type(fast_out.grad_fn).__name__
+    torch.testing.assert_close(fast_out, plain_out)
+    assert len(fast_grads) == len(plain_grads) == {"both": 3, "input": 1, "weights": 2}[needs.split()[0]]
+    for f, p in zip(fast_grads, plain_grads):
+        torch.testing.assert_close(f, p, rtol=1e-4, atol=1e-4)
+
+
+def test_fast_conv_double_backward_matches_for_gradient_penalties(monkeypatch: pytest.MonkeyPatch) -> None:
+    force_conv_routes(monkeypatch, True)
+    fast, plain = _conv_pair(128, 128, 4, 1)
+    penalties = []
+    for conv in (fast, plain):
+        x = torch.randn(1, 128, 6, 6, generator=torch.Generator().manual_seed(3), requires_grad=True)
+        (grad_x,) = torch.autograd.grad(conv(x).square().sum(), x, create_graph=True)
+        penalties.append(torch.autograd.grad(grad_x.square().sum(), conv.weight)[0])
+    torch.testing.assert_close(penalties[0], penalties[1], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("where", ["channels_last", "bf16 autocast", "no grad", "float64"])
+def test_fast_conv_falls_back_to_pytorch_where_it_does_not_apply(where: str) -> None:
+    fast, plain = _conv_pair(8, 8, 3, 1)
+    x = torch.randn(2, 8, 6, 6, requires_grad=True)
+    context: Any = torch.no_grad() if where == "no grad" else torch.autocast("cpu", torch.bfloat16) \
+        if where == "bf16 autocast" else contextlib.nullcontext()
+    if where == "channels_last":
+        x = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    if where == "float64":
+        fast.double(), plain.double()
+        x = x.detach().double().requires_grad_()
+    with context:
+        out, expected = fast(x), plain(x)
+    assert out.grad_fn is None or "StrideOneConv2d" not in type(out.grad_fn).__name__
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_only_eligible_convolutions_are_switched() -> None:
+    from ganzoo.layers.conv_backward import use_fast_conv_backward
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.Conv2d(8, 8, 4, 2, 1), nn.Conv2d(8, 8, 3, 1, 1, dilation=2),
+                        nn.Conv2d(8, 8, 3, 1, 1, padding_mode="reflect"), nn.Conv2d(8, 8, 3, 1, 3),
+                        nn.Conv2d(8, 8, 3, 1, 1, groups=2), nn.ConvTranspose2d(8, 8, 3, 1, 1))
+    assert use_fast_conv_backward(net) == 1
+    assert [type(m).__name__ for m in net] == ["FastBackwardConv2d"] + ["Conv2d"] * 5 + ["ConvTranspose2d"]
+
+
+def test_conv_routes_follow_the_measured_rules() -> None:
+    from ganzoo.layers.conv_backward import input_grad_by_forward_conv, weight_grad_by_gemms
+
+    # CycleGAN's ResNet blocks at 128 and 256 px, batch 1 and 2: both rewritten
+    for n, size in ((1, 32), (2, 32), (1, 64), (2, 64)):
+        assert input_grad_by_forward_conv(256, 256, (3, 3), n * size * size)
+        assert weight_grad_by_gemms(256, 256, n * size * size)
+    assert input_grad_by_forward_conv(64, 3, (7, 7), 128 * 128)  # the generator's image head ...
+    assert weight_grad_by_gemms(64, 3, 128 * 128)
+    assert input_grad_by_forward_conv(512, 1, (4, 4), 30 * 30)  # a PatchGAN head ...
+    assert weight_grad_by_gemms(512, 1, 30 * 30)
+    assert not weight_grad_by_gemms(128, 1, 8 * 6 * 6)  # ... but not the 32 px shapes one's weights
+    assert not input_grad_by_forward_conv(256, 512, (4, 4), 31 * 31)  # PatchGAN's 4x4 stride-1 layer: oneDNN
+    assert weight_grad_by_gemms(256, 512, 31 * 31)  # ... but its weight gradient by GEMM
+    assert not input_grad_by_forward_conv(256, 256, (3, 3), 16 * 16)  # small maps: oneDNN
+    assert not input_grad_by_forward_conv(128, 128, (3, 3), 4 * 16 * 16)
+    assert not weight_grad_by_gemms(64, 128, 8 * 8 * 8)  # the 32 px shapes discriminators: oneDNN
+    assert not weight_grad_by_gemms(128, 128, 4 * 16 * 16)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_fast_conv_backward_gives_the_same_step(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ganzoo.layers import conv_backward
+
+    # The test networks are 8 channels wide: force the rewritten routes, which their sizes would not take.
+    force_conv_routes(monkeypatch, True)
+    plain_model, batch = make(name)
+    fast_model, _ = make(name)
+    assert conv_backward.use_fast_conv_backward(fast_model.networks) > 0
+    # atol as for channels-last: the biases before instance norm have a true gradient of 0 and get rounding noise
+    assert_same_step(step_and_grads(fast_model, batch), step_and_grads(plain_model, batch), rtol=1e-4, atol=1e-5)
+
+
+def test_bench_and_train_apply_the_switch_unless_off_or_compiled() -> None:
+    from ganzoo.layers.conv_backward import FastBackwardConv2d
+    from ganzoo.models.assembly import apply_speed_switches
+
+    def switched(train: dict[str, Any]) -> int:
+        model, _ = make("cyclegan")
+        apply_speed_switches(model, train)
+        return sum(isinstance(m, FastBackwardConv2d) for m in model.networks.modules())
+
+    assert switched({}) > 0 and switched({"fast_conv_backward": True}) > 0
+    assert switched({"fast_conv_backward": False}) == 0
+    assert switched({"compile": True}) == 0

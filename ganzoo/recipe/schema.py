@@ -118,6 +118,9 @@ TRAIN: dict[str, Key] = {
     "precision": Key("fp32", str, "floating-point precision", choices=("fp32", "bf16", "fp16")),
     "channels_last": Key(False, bool, "channels-last memory format"),
     "compile": Key(False, bool, "torch.compile the networks"),
+    "fast_conv_backward": Key(True, bool, "stride-1 convolutions take their float32 CPU gradients from a forward "
+                              "convolution (input) and shifted GEMMs (weights), not oneDNN's slower backward "
+                              "kernels: the same maths (ganzoo/layers/conv_backward.py); off under compile"),
     "parallel_branches": Key(True, bool, "run independent parts of a step (BicycleGAN's D and D2 updates) side "
                              "by side on CPU threads, one intra-op thread each: the same maths, 0.89-0.94x the "
                              "step on 2 cores at 32-256 px; in turn on CUDA, in distributed runs and on one thread "

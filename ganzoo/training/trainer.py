@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from ganzoo.errors import CheckpointError, ComponentError, DataError, GanzooError, RecipeError
 from ganzoo.data.collate import collate_items
 from ganzoo.data.screening import drop_unreadable_images
-from ganzoo.models.assembly import compile_networks
+from ganzoo.models.assembly import apply_speed_switches
 from ganzoo.registry import build, get_component
 from ganzoo.training.checkpoint import CheckpointDir, estimate_checkpoint_bytes, load_network_state
 from ganzoo.training.distributed import batch_multiple, check_batch_size, setup_distributed, wrap_networks
@@ -149,10 +149,7 @@ class Trainer:
                                  pin_memory=self.device.type == "cuda", generator=torch.Generator(),
                                  persistent_workers=workers > 0 and epoch_reaches_persistent_workers(self.dataset))
         self.model = model_cls(recipe, self.device)
-        if train.get("channels_last"):
-            self.model.networks.to(memory_format=torch.channels_last)
-        if train.get("compile"):
-            compile_networks(self.model)
+        apply_speed_switches(self.model, train)
         wrap_networks(self.model, self.dist, self.console)
         ema_decay = float(train.get("ema") or 0.0)
         self.ema = GeneratorEMA(self.model, ema_decay) if ema_decay > 0 else None
