@@ -67,6 +67,7 @@ class BenchResult:
     peak_source: str | None = None
     channels_last: bool = False
     compiled: bool = False
+    fast_conv_backward: bool = False  # train.fast_conv_backward took effect (not compiled)
     warning: str | None = None  # why the precision will likely be slow here
 
     @property
@@ -228,6 +229,10 @@ def run_benchmark(recipe: dict[str, Any], *, steps: int = 10, warmup: int = 2, c
         steps=steps, warmup=warmup, step_seconds=times, peak_memory_bytes=memory, memory_kind=memory_kind,
         flops_per_step=flops, peak_tflops=peak, peak_source=peak_source,
         channels_last=bool(recipe["train"].get("channels_last")), compiled=bool(recipe["train"].get("compile")),
+        # where the switch takes effect: CPU, float32, default layout, not compiled
+        fast_conv_backward=bool(recipe["train"].get("fast_conv_backward", True) and device.type == "cpu"
+                                and precision == "fp32" and not recipe["train"].get("channels_last")
+                                and not recipe["train"].get("compile")),
         warning=model.precision.warning,
     )
 

@@ -572,3 +572,12 @@ def test_bench_and_train_apply_the_switch_unless_off_or_compiled() -> None:
     assert switched({}) > 0 and switched({"fast_conv_backward": True}) > 0
     assert switched({"fast_conv_backward": False}) == 0
     assert switched({"compile": True}) == 0
+
+
+def test_small_convolutions_keep_pytorchs_own_function() -> None:
+    fast, _ = _conv_pair(8, 8, 3, 1)  # too small for either rewritten route: no custom function overhead
+    out = fast(torch.randn(2, 8, 6, 6, requires_grad=True))
+    assert "StrideOneConv2d" not in type(out.grad_fn).__name__
+    big, _ = _conv_pair(256, 256, 3, 0)  # a ResNet block's convolution at 128 px
+    out = big(torch.randn(1, 256, 34, 34, requires_grad=True))
+    assert "StrideOneConv2d" in type(out.grad_fn).__name__

@@ -147,9 +147,19 @@ class FastBackwardConv2d(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fast_path_applies(x, self.weight):
+        if fast_path_applies(x, self.weight) and self._a_route_pays(x):
             return _StrideOneConv2d.apply(x, self.weight, self.bias, self.padding)
         return super().forward(x)
+
+    def _a_route_pays(self, x: torch.Tensor) -> bool:
+        """Whether the size rules send either gradient of this call to a rewritten kernel (otherwise
+        PyTorch's own convolution, without the custom function's overhead on small layers)."""
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        positions = x.shape[0] * (x.shape[2] + 2 * ph - kh + 1) * (x.shape[3] + 2 * pw - kw + 1)
+        return ((x.requires_grad and input_grad_by_forward_conv(self.in_channels, self.out_channels, (kh, kw),
+                                                                 positions))
+                or (self.weight.requires_grad and weight_grad_by_gemms(self.in_channels, self.out_channels,
+                                                                        positions)))
 
 
 def fast_path_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:

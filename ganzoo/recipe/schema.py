@@ -119,8 +119,9 @@ TRAIN: dict[str, Key] = {
     "channels_last": Key(False, bool, "channels-last memory format"),
     "compile": Key(False, bool, "torch.compile the networks"),
     "fast_conv_backward": Key(True, bool, "stride-1 convolutions take their float32 CPU gradients from a forward "
-                              "convolution (input) and shifted GEMMs (weights), not oneDNN's slower backward "
-                              "kernels: the same maths (ganzoo/layers/conv_backward.py); off under compile"),
+                              "convolution (input) and shifted GEMMs (weights) where these beat oneDNN's backward "
+                              "kernels (ResNet blocks, image and PatchGAN heads): the same maths, CycleGAN's step "
+                              "1.1-1.15x (ganzoo/layers/conv_backward.py); off under compile and on CUDA"),
     "parallel_branches": Key(True, bool, "run independent parts of a step (BicycleGAN's D and D2 updates) side "
                              "by side on CPU threads, one intra-op thread each: the same maths, 0.89-0.94x the "
                              "step on 2 cores at 32-256 px; in turn on CUDA, in distributed runs and on one thread "
