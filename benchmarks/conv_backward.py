@@ -1,11 +1,14 @@
-"""Time each gradient of stride-1 convolutions both ways: oneDNN's backward kernels against the
-rewritten routes of ``ganzoo/layers/conv_backward.py`` (the input gradient as a forward convolution,
-the weight gradient as shifted GEMMs). The size rules there come from this table.
+"""Time the tuned CPU convolutions (``train.tuned_cpu_convs``) against PyTorch's own, per layer shape.
 
     python benchmarks/conv_backward.py [--threads 2] [--shape N,C_IN,C_OUT,SIZE,KERNEL,PADDING ...]
+    python benchmarks/conv_backward.py --gemm [--shape KIND,N,C_IN,C_OUT,SIZE ...]
 
-SIZE is the input's height and width before padding. Without ``--shape`` it times the layers of the
-benchmark recipes (CycleGAN's ResNet blocks, heads and PatchGAN layers, the 32 px shapes discriminators).
+Without ``--gemm``: each gradient of a stride-1 convolution both ways, oneDNN's backward kernels
+against ``ganzoo/layers/conv_backward.py`` (the input gradient as a forward convolution, the weight
+gradient as shifted GEMMs); SIZE is the input's side before padding. With ``--gemm``: forward +
+backward of 4x4 stride-2 convolutions (KIND ``c``) and transposed convolutions (``t``), oneDNN
+against im2col + GEMM (``ganzoo/layers/gemm_conv.py``). The size rules of both modules come from
+these tables; without ``--shape`` they time the layers of the benchmark recipes.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ganzoo.layers import conv_backward
-from ganzoo.layers.conv_backward import _StrideOneConv2d
+from ganzoo.layers.conv_backward import StrideOneConv2d
 
 DEFAULT_SHAPES = [
     "1,256,256,34,3,0", "2,256,256,34,3,0", "1,256,256,66,3,0", "2,256,256,66,3,0",  # ResNet blocks, 128/256 px
@@ -64,7 +67,7 @@ def time_shape(spec: str, repeats: int) -> str:
         w = torch.randn(c_out, c_in, kernel, kernel, requires_grad=wanted == "weight")
         target = x if wanted == "input" else w
         native_out = F.conv2d(x, w, None, 1, padding)
-        rewritten_out = _StrideOneConv2d.apply(x, w, None, (padding, padding))
+        rewritten_out = StrideOneConv2d.apply(x, w, None, (padding, padding))
         grad = torch.randn_like(native_out)
 
         def rewritten() -> object:
@@ -80,13 +83,55 @@ def time_shape(spec: str, repeats: int) -> str:
     return f"| {spec} | " + " | ".join(cells) + " |"
 
 
+GEMM_DEFAULT_SHAPES = [  # unet_256 levels at batch 1, the 32 px shapes U-Net at batch 8, outer levels
+    "c,1,256,512,32", "c,1,512,512,16", "c,1,512,512,8", "c,1,512,512,4", "c,1,512,512,2",
+    "t,1,512,512,1", "t,1,1024,512,2", "t,1,1024,512,4", "t,1,1024,512,8", "t,1,1024,256,16", "t,1,128,3,128",
+    "c,8,130,256,4", "t,8,512,128,2", "c,8,66,128,8", "t,8,256,64,4",
+    "c,1,128,256,64", "c,1,64,128,128", "t,1,512,128,32", "t,1,256,64,64",
+]
+
+
+def time_gemm_shape(spec: str, repeats: int) -> str:
+    from ganzoo.layers.gemm_conv import conv2d_by_gemm, conv_transpose2d_by_gemm, conv_by_gemm_pays
+
+    kind, *sizes = spec.split(",")
+    n, c_in, c_out, size = (int(v) for v in sizes)
+    x = torch.randn(n, c_in, size, size, requires_grad=True)
+    if kind == "c":
+        w = torch.randn(c_out, c_in, 4, 4, requires_grad=True)
+        native = lambda: F.conv2d(x, w, None, 2, 1)  # noqa: E731
+        gemm = lambda: conv2d_by_gemm(x, w, None, (2, 2), (1, 1), (1, 1))  # noqa: E731
+        positions = n * (size // 2) ** 2
+    else:
+        w = torch.randn(c_in, c_out, 4, 4, requires_grad=True)
+        native = lambda: F.conv_transpose2d(x, w, None, 2, 1)  # noqa: E731
+        gemm = lambda: conv_transpose2d_by_gemm(x, w, None, (2, 2), (1, 1), (0, 0), (1, 1))  # noqa: E731
+        positions = n * size * size
+    grad = torch.randn_like(native())
+    native_ms, gemm_ms = _alternating_medians_ms(lambda: torch.autograd.grad(native(), (x, w), grad),
+                                                 lambda: torch.autograd.grad(gemm(), (x, w), grad), repeats)
+    chosen = conv_by_gemm_pays(w.numel(), positions) or (kind == "t" and c_out <= 4)
+    return (f"| {spec} | {native_ms:.2f} / {gemm_ms:.2f} ({native_ms / gemm_ms:.2f}x, "
+            f"{'GEMM' if chosen else 'oneDNN'}) |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--shape", action="append", help="N,C_IN,C_OUT,SIZE,KERNEL,PADDING (repeatable)")
+    parser.add_argument("--shape", action="append", help="N,C_IN,C_OUT,SIZE,KERNEL,PADDING (repeatable); "
+                        "with --gemm: KIND,N,C_IN,C_OUT,SIZE")
+    parser.add_argument("--gemm", action="store_true", help="time im2col + GEMM against oneDNN (forward + backward)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.gemm:
+        print(f"{args.threads} threads; milliseconds forward + backward, oneDNN / GEMM (speed-up, the route ganzoo "
+              "takes)\n")
+        print("| kind,N,C_in,C_out,size | forward + backward |")
+        print("|---|---|")
+        for spec in args.shape or GEMM_DEFAULT_SHAPES:
+            print(time_gemm_shape(spec, args.repeats), flush=True)
+        return
     print(f"{args.threads} threads; milliseconds, oneDNN / rewritten (speed-up, the route ganzoo takes)\n")
     print("| N,C_in,C_out,size,kernel,padding | input gradient | weight gradient |")
     print("|---|---|---|")

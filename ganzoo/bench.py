@@ -67,7 +67,7 @@ class BenchResult:
     peak_source: str | None = None
     channels_last: bool = False
     compiled: bool = False
-    fast_conv_backward: bool = False  # train.fast_conv_backward took effect (not compiled)
+    tuned_cpu_convs: bool = False  # train.tuned_cpu_convs took effect (CPU, fp32, not compiled)
     warning: str | None = None  # why the precision will likely be slow here
 
     @property
@@ -230,7 +230,7 @@ def run_benchmark(recipe: dict[str, Any], *, steps: int = 10, warmup: int = 2, c
         flops_per_step=flops, peak_tflops=peak, peak_source=peak_source,
         channels_last=bool(recipe["train"].get("channels_last")), compiled=bool(recipe["train"].get("compile")),
         # where the switch takes effect: CPU, float32, default layout, not compiled
-        fast_conv_backward=bool(recipe["train"].get("fast_conv_backward", True) and device.type == "cpu"
+        tuned_cpu_convs=bool(recipe["train"].get("tuned_cpu_convs", True) and device.type == "cpu"
                                 and precision == "fp32" and not recipe["train"].get("channels_last")
                                 and not recipe["train"].get("compile")),
         warning=model.precision.warning,

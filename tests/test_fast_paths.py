@@ -413,7 +413,7 @@ def test_a_failing_branch_raises_after_the_others_finish_and_restores_the_thread
     assert torch.get_num_threads() == 2
 
 
-# -- stride-1 convolution gradients from forward and GEMM kernels (train.fast_conv_backward) --------------
+# -- tuned CPU convolutions (train.tuned_cpu_convs): stride-1 gradients and im2col + GEMM -----------------
 CONV_CASES = [  # (batch, in, out, size, kernel, padding, bias): GEMM weight path from 128 channels on
     (2, 128, 128, 6, (3, 3), (0, 0), True),  # a ResNet block's convolution after its reflection pad
     (1, 128, 256, 5, (4, 4), (1, 1), True),  # PatchGAN's stride-1 layer
@@ -425,19 +425,21 @@ CONV_CASES = [  # (batch, in, out, size, kernel, padding, bias): GEMM weight pat
 
 
 def force_conv_routes(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
-    """Send every gradient of the fast-backward convolutions through the rewritten kernels (or through
-    oneDNN's), whatever the size rules say, so that tiny test shapes exercise both routes."""
+    """Send every stride-1 gradient through the rewritten kernels (or through oneDNN's), whatever the
+    size rules say, so that tiny test shapes exercise both routes. The im2col + GEMM route stays off
+    (it is tested on its own below)."""
     from ganzoo.layers import conv_backward
 
     monkeypatch.setattr(conv_backward, "input_grad_by_forward_conv", lambda *args: fast)
     monkeypatch.setattr(conv_backward, "weight_grad_by_gemms", lambda *args: fast)
+    monkeypatch.setattr("ganzoo.layers.gemm_conv.GEMM_MIN_WEIGHTS_PER_POSITION", 10 ** 12)
 
 
 @pytest.mark.parametrize("route", ["rewritten", "onednn"])
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"{c[1]}to{c[2]}_k{c[4][0]}x{c[4][1]}_p{c[5][0]}{c[5][1]}")
 def test_stride_one_conv_gradients_equal_autograd_in_float64(case: tuple, route: str,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from ganzoo.layers.conv_backward import _StrideOneConv2d
+    from ganzoo.layers.conv_backward import StrideOneConv2d
 
     force_conv_routes(monkeypatch, route == "rewritten")
     n, c_in, c_out, size, kernel, padding, bias = case
@@ -446,7 +448,7 @@ def test_stride_one_conv_gradients_equal_autograd_in_float64(case: tuple, route:
     w = torch.randn(c_out, c_in, *kernel, generator=g, dtype=torch.float64, requires_grad=True)
     b = torch.randn(c_out, generator=g, dtype=torch.float64, requires_grad=True) if bias else None
     inputs = (x, w) + ((b,) if bias else ())
-    fast_out = _StrideOneConv2d.apply(x, w, b, padding)
+    fast_out = StrideOneConv2d.apply(x, w, b, padding)
     plain_out = torch.nn.functional.conv2d(x, w, b, 1, padding)
     torch.testing.assert_close(fast_out, plain_out, rtol=0, atol=0)
     grad_out = torch.randn(plain_out.shape, generator=g, dtype=torch.float64)
@@ -457,12 +459,12 @@ def test_stride_one_conv_gradients_equal_autograd_in_float64(case: tuple, route:
 
 
 def _conv_pair(c_in: int, c_out: int, kernel: int, padding: int) -> tuple[nn.Conv2d, nn.Conv2d]:
-    from ganzoo.layers.conv_backward import FastBackwardConv2d, use_fast_conv_backward
+    from ganzoo.layers.cpu_convs import TunedConv2d, use_tuned_cpu_convs
 
     torch.manual_seed(0)
     plain = nn.Conv2d(c_in, c_out, kernel, 1, padding)
     fast = copy.deepcopy(plain)
-    assert use_fast_conv_backward(fast) == 1 and type(fast) is FastBackwardConv2d
+    assert use_tuned_cpu_convs(fast) == 1 and type(fast) is TunedConv2d
     assert fast.state_dict().keys() == plain.state_dict().keys()
     return fast, plain
 
@@ -501,7 +503,8 @@ def test_fast_conv_double_backward_matches_for_gradient_penalties(monkeypatch: p
 
 
 @pytest.mark.parametrize("where", ["channels_last", "bf16 autocast", "no grad", "float64"])
-def test_fast_conv_falls_back_to_pytorch_where_it_does_not_apply(where: str) -> None:
+def test_fast_conv_falls_back_to_pytorch_where_it_does_not_apply(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    force_conv_routes(monkeypatch, True)
     fast, plain = _conv_pair(8, 8, 3, 1)
     x = torch.randn(2, 8, 6, 6, requires_grad=True)
     context: Any = torch.no_grad() if where == "no grad" else torch.autocast("cpu", torch.bfloat16) \
@@ -518,13 +521,17 @@ def test_fast_conv_falls_back_to_pytorch_where_it_does_not_apply(where: str) -> 
 
 
 def test_only_eligible_convolutions_are_switched() -> None:
-    from ganzoo.layers.conv_backward import use_fast_conv_backward
+    from ganzoo.layers.cpu_convs import use_tuned_cpu_convs
 
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.Conv2d(8, 8, 4, 2, 1), nn.Conv2d(8, 8, 3, 1, 1, dilation=2),
-                        nn.Conv2d(8, 8, 3, 1, 1, padding_mode="reflect"), nn.Conv2d(8, 8, 3, 1, 3),
-                        nn.Conv2d(8, 8, 3, 1, 1, groups=2), nn.ConvTranspose2d(8, 8, 3, 1, 1))
-    assert use_fast_conv_backward(net) == 1
-    assert [type(m).__name__ for m in net] == ["FastBackwardConv2d"] + ["Conv2d"] * 5 + ["ConvTranspose2d"]
+    class OwnConv(nn.Conv2d):
+        pass
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1), nn.Conv2d(8, 8, 4, 2, 1), nn.ConvTranspose2d(8, 8, 4, 2, 1),
+                        nn.Conv2d(8, 8, 3, 1, 1, padding_mode="reflect"), nn.Conv2d(8, 8, 3, 1, 1, groups=2),
+                        nn.Conv2d(8, 8, 3, padding="same"), OwnConv(8, 8, 3), nn.Conv1d(8, 8, 3))
+    assert use_tuned_cpu_convs(net) == 3
+    assert [type(m).__name__ for m in net] == ["TunedConv2d", "TunedConv2d", "TunedConvTranspose2d", "Conv2d",
+                                               "Conv2d", "Conv2d", "OwnConv", "Conv1d"]
 
 
 def test_conv_routes_follow_the_measured_rules() -> None:
@@ -549,28 +556,28 @@ def test_conv_routes_follow_the_measured_rules() -> None:
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_fast_conv_backward_gives_the_same_step(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ganzoo.layers import conv_backward
+    from ganzoo.layers.cpu_convs import use_tuned_cpu_convs
 
     # The test networks are 8 channels wide: force the rewritten routes, which their sizes would not take.
     force_conv_routes(monkeypatch, True)
     plain_model, batch = make(name)
     fast_model, _ = make(name)
-    assert conv_backward.use_fast_conv_backward(fast_model.networks) > 0
+    assert use_tuned_cpu_convs(fast_model.networks) > 0
     # atol as for channels-last: the biases before instance norm have a true gradient of 0 and get rounding noise
     assert_same_step(step_and_grads(fast_model, batch), step_and_grads(plain_model, batch), rtol=1e-4, atol=1e-5)
 
 
 def test_bench_and_train_apply_the_switch_unless_off_or_compiled() -> None:
-    from ganzoo.layers.conv_backward import FastBackwardConv2d
+    from ganzoo.layers.cpu_convs import TunedConv2d, TunedConvTranspose2d
     from ganzoo.models.assembly import apply_speed_switches
 
     def switched(train: dict[str, Any]) -> int:
         model, _ = make("cyclegan")
         apply_speed_switches(model, train)
-        return sum(isinstance(m, FastBackwardConv2d) for m in model.networks.modules())
+        return sum(isinstance(m, (TunedConv2d, TunedConvTranspose2d)) for m in model.networks.modules())
 
-    assert switched({}) > 0 and switched({"fast_conv_backward": True}) > 0
-    assert switched({"fast_conv_backward": False}) == 0
+    assert switched({}) > 0 and switched({"tuned_cpu_convs": True}) > 0
+    assert switched({"tuned_cpu_convs": False}) == 0
     assert switched({"compile": True}) == 0
 
 
@@ -581,3 +588,86 @@ def test_small_convolutions_keep_pytorchs_own_function() -> None:
     big, _ = _conv_pair(256, 256, 3, 0)  # a ResNet block's convolution at 128 px
     out = big(torch.randn(1, 256, 34, 34, requires_grad=True))
     assert "StrideOneConv2d" in type(out.grad_fn).__name__
+
+
+GEMM_CASES = [  # (transposed, batch, in, out, size, kernel, stride, padding, output_padding, dilation, bias)
+    (False, 2, 6, 5, 8, 4, 2, 1, 0, 1, True),  # a U-Net down level
+    (False, 1, 5, 7, 6, 3, 1, 1, 0, 1, False),
+    (False, 2, 4, 3, 9, 3, 1, 2, 0, 2, True),  # dilated
+    (True, 2, 6, 5, 4, 4, 2, 1, 0, 1, True),  # a U-Net up level
+    (True, 1, 5, 3, 5, 3, 2, 1, 1, 1, True),  # the ResNet generator's upsampling (output_padding 1)
+    (True, 2, 4, 4, 3, 3, 1, 0, 0, 2, False),
+]
+
+
+@pytest.mark.parametrize("case", GEMM_CASES, ids=lambda c: f"{'T' if c[0] else 'C'}{c[1]}x{c[2]}to{c[3]}_s{c[6]}")
+def test_gemm_convolutions_equal_pytorchs_in_float64(case: tuple) -> None:
+    from ganzoo.layers.gemm_conv import conv2d_by_gemm, conv_transpose2d_by_gemm
+
+    transposed, n, c_in, c_out, size, k, stride, padding, out_pad, dilation, bias = case
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, c_in, size, size, generator=g, dtype=torch.float64, requires_grad=True)
+    shape = (c_in, c_out, k, k) if transposed else (c_out, c_in, k, k)
+    w = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(c_out, generator=g, dtype=torch.float64, requires_grad=True) if bias else None
+    pairs = (stride, stride), (padding, padding), (dilation, dilation)
+    if transposed:
+        gemm = conv_transpose2d_by_gemm(x, w, b, pairs[0], pairs[1], (out_pad, out_pad), pairs[2])
+        plain = torch.nn.functional.conv_transpose2d(x, w, b, stride, padding, out_pad, 1, dilation)
+    else:
+        gemm = conv2d_by_gemm(x, w, b, *pairs)
+        plain = torch.nn.functional.conv2d(x, w, b, stride, padding, dilation)
+    torch.testing.assert_close(gemm, plain, rtol=1e-12, atol=1e-12)
+    inputs = (x, w) + ((b,) if bias else ())
+    grad_out = torch.randn(plain.shape, generator=g, dtype=torch.float64)
+    for f, p in zip(torch.autograd.grad(gemm, inputs, grad_out), torch.autograd.grad(plain, inputs, grad_out)):
+        torch.testing.assert_close(f, p, rtol=1e-12, atol=1e-12)
+
+
+def test_gemm_route_follows_the_measured_rule() -> None:
+    from ganzoo.layers.gemm_conv import conv_by_gemm_pays
+
+    # unet_256's inner levels (batch 1): 512 channels, 4x4 kernels, on 16x16 down to 1x1 maps
+    assert conv_by_gemm_pays(512 * 512 * 16, 8 * 8) and conv_by_gemm_pays(1024 * 512 * 16, 16 * 16)
+    assert conv_by_gemm_pays(256 * 512 * 16, 16 * 16)  # 256 -> 512 channels on a 32 px map: 1.34x
+    assert conv_by_gemm_pays(130 * 256 * 16, 8 * 2 * 2)  # the 32 px shapes U-Net's bottom, batch 8: 1.63x
+    assert not conv_by_gemm_pays(128 * 256 * 16, 32 * 32)  # 64 px maps: oneDNN (0.96x)
+    assert not conv_by_gemm_pays(66 * 128 * 16, 8 * 4 * 4)  # 0.91x
+    assert not conv_by_gemm_pays(256 * 256 * 9, 32 * 32)  # CycleGAN's ResNet blocks stay with oneDNN
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_gemm_convolutions_give_the_same_step_in_float64(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every convolution of a whole training step through im2col + GEMM, in float64, equals the plain step.
+
+    In float32 the CycleGAN test step differs by ~2e-3 in G_A's gradients (pix2pix and BicycleGAN: ~1e-6),
+    while in float64 it agrees to 1e-14: at this tiny initialisation G_B's output is nearly constant,
+    so the next generator's instance norms divide by a spatial spread that is mostly rounding, and
+    GEMM and oneDNN round differently per pixel. Rounding amplified, not different maths.
+    """
+    from ganzoo.layers import cpu_convs
+
+    monkeypatch.setattr("ganzoo.layers.gemm_conv.GEMM_MIN_WEIGHTS_PER_POSITION", 0)  # every conv by GEMM
+    monkeypatch.setattr(cpu_convs, "plain_cpu_float32", lambda x, weight: x.is_contiguous())  # float64 too
+    plain_model, batch = make(name)
+    fast_model, _ = make(name)
+    plain_model.double(), fast_model.double()
+    assert cpu_convs.use_tuned_cpu_convs(fast_model.networks) > 0
+    batch = {k: v.double() for k, v in batch.items()}
+    assert_same_step(step_and_grads(fast_model, batch), step_and_grads(plain_model, batch), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["pix2pix", "bicyclegan"])
+def test_gemm_convolutions_give_the_same_step_in_float32(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ganzoo.layers.cpu_convs import use_tuned_cpu_convs
+
+    monkeypatch.setattr("ganzoo.layers.gemm_conv.GEMM_MIN_WEIGHTS_PER_POSITION", 0)
+    plain_model, batch = make(name)
+    fast_model, _ = make(name)
+    assert use_tuned_cpu_convs(fast_model.networks) > 0
+    assert_same_step(step_and_grads(fast_model, batch), step_and_grads(plain_model, batch), rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # inference takes the same route
+        A = batch["A"][:1]
+        args = (A, torch.zeros(1, 4)) if name == "bicyclegan" else (A,)
+        torch.testing.assert_close(fast_model.networks["G"](*args), plain_model.networks["G"](*args),
+                                   rtol=1e-4, atol=1e-5)

@@ -42,7 +42,7 @@ def bench_command(recipe: str, overrides: tuple[str, ...], steps: int, warmup: i
     table.add_column("what", style="bold")
     table.add_column("value")
     flags = [result.precision] + (["channels_last"] if result.channels_last else []) + \
-        (["compiled"] if result.compiled else []) + (["fast_conv_backward"] if result.fast_conv_backward else [])
+        (["compiled"] if result.compiled else []) + (["tuned_cpu_convs"] if result.tuned_cpu_convs else [])
     rows = [
         ("model", f"{result.model}, batch {result.batch_size}, {result.image_size} px, {', '.join(flags)}"),
         ("device", f"{result.device}, {result.threads} threads"),

@@ -1,4 +1,4 @@
-"""Stride-1 convolution gradients from faster CPU kernels (``train.fast_conv_backward``).
+"""Stride-1 convolution gradients from faster CPU kernels (part of ``train.tuned_cpu_convs``).
 
 On the CPUs these sessions measure (AVX-512, oneDNN 3.x through PyTorch), oneDNN's backward kernels
 for a 3x3 stride-1 convolution with 256 channels run at about half the speed of its forward kernel
@@ -14,11 +14,10 @@ and the same maths:
   input's full row width, each shifted input is a strided view of one copy of the input, so the
   ``kh * kw`` products read it in place (MKL's GEMM, near this CPU's peak).
 
-:class:`FastBackwardConv2d` is an ``nn.Conv2d`` (same parameters and state-dict keys) that takes
-this route only where it pays and is exact to float rounding: a float32 CPU tensor in the default
-layout, stride 1, no dilation or groups, zero padding, no autocast. Everything else, and a
-backward that itself builds a graph (a gradient penalty's double backward), goes through PyTorch's
-own kernels. :func:`use_fast_conv_backward` switches the convolutions of a model in place.
+:class:`ganzoo.layers.cpu_convs.TunedConv2d` takes this route where the size rules below say it
+pays, for float32 CPU tensors in the default layout, stride 1, no dilation or groups, zero padding,
+no autocast (``train.tuned_cpu_convs``). A backward that itself builds a graph (a gradient
+penalty's double backward) goes through PyTorch's own kernels.
 """
 from __future__ import annotations
 
@@ -87,7 +86,7 @@ def weight_grad_by_gemm(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[i
     return out.permute(2, 3, 0, 1).contiguous()
 
 
-class _StrideOneConv2d(torch.autograd.Function):
+class StrideOneConv2d(torch.autograd.Function):
     """``F.conv2d(x, weight, bias, stride=1, padding)`` whose backward uses the kernels above."""
 
     @staticmethod
@@ -127,59 +126,3 @@ class _StrideOneConv2d(torch.autograd.Function):
         if need_b:
             grad_b = grad_out.sum((0, 2, 3))
         return grad_x, grad_w, grad_b, None
-
-
-def _eligible_module(conv: nn.Module) -> bool:
-    if type(conv) is not nn.Conv2d:
-        return False
-    kh, kw = conv.kernel_size
-    ph, pw = conv.padding if isinstance(conv.padding, tuple) else (-1, -1)  # "same"/"valid" strings: no
-    return (conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
-            and conv.padding_mode == "zeros" and 0 <= ph <= kh - 1 and 0 <= pw <= kw - 1)
-
-
-class FastBackwardConv2d(nn.Conv2d):
-    """A stride-1 ``nn.Conv2d`` whose CPU float32 gradients come from forward and GEMM kernels.
-
-    The same module as ``nn.Conv2d`` (parameters, state-dict keys, forward result); only the
-    backward's kernels differ, and only where :func:`fast_path_applies`. Made by
-    :func:`use_fast_conv_backward`, not built directly by networks.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if fast_path_applies(x, self.weight) and self._a_route_pays(x):
-            return _StrideOneConv2d.apply(x, self.weight, self.bias, self.padding)
-        return super().forward(x)
-
-    def _a_route_pays(self, x: torch.Tensor) -> bool:
-        """Whether the size rules send either gradient of this call to a rewritten kernel (otherwise
-        PyTorch's own convolution, without the custom function's overhead on small layers)."""
-        (kh, kw), (ph, pw) = self.kernel_size, self.padding
-        positions = x.shape[0] * (x.shape[2] + 2 * ph - kh + 1) * (x.shape[3] + 2 * pw - kw + 1)
-        return ((x.requires_grad and input_grad_by_forward_conv(self.in_channels, self.out_channels, (kh, kw),
-                                                                 positions))
-                or (self.weight.requires_grad and weight_grad_by_gemms(self.in_channels, self.out_channels,
-                                                                        positions)))
-
-
-def fast_path_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether a convolution of ``x`` by ``weight`` takes the fast backward: float32 CPU tensors in
-    the default (NCHW) layout, gradients wanted, no autocast."""
-    return (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-            and x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and x.dim() == 4 and x.is_contiguous() and weight.is_contiguous()
-            and not torch.is_autocast_enabled("cpu"))
-
-
-def use_fast_conv_backward(module: nn.Module) -> int:
-    """Switch every eligible ``nn.Conv2d`` inside ``module`` to :class:`FastBackwardConv2d`, in place.
-
-    Eligible: exactly ``nn.Conv2d`` (not a subclass with its own forward), stride 1, no dilation or
-    groups, zero padding of at most ``kernel - 1``. Returns how many were switched.
-    """
-    switched = 0
-    for conv in module.modules():
-        if _eligible_module(conv):
-            conv.__class__ = FastBackwardConv2d
-            switched += 1
-    return switched

@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from ganzoo.errors import RecipeError
 from ganzoo.layers import init_weights
-from ganzoo.layers.conv_backward import use_fast_conv_backward
+from ganzoo.layers.cpu_convs import use_tuned_cpu_convs
 from ganzoo.registry import build
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
@@ -87,14 +87,14 @@ def run_stacked(net: nn.Module, *calls: torch.Tensor | tuple[torch.Tensor, ...],
 
 
 def apply_speed_switches(model: nn.Module, train: dict[str, Any]) -> None:
-    """The recipe's ``train.channels_last``, ``train.fast_conv_backward`` and ``train.compile``, in place,
+    """The recipe's ``train.channels_last``, ``train.tuned_cpu_convs`` and ``train.compile``, in place,
     as ``ganzoo train`` and ``ganzoo bench`` both apply them right after building the model."""
     if train.get("channels_last"):
         model.networks.to(memory_format=torch.channels_last)
     if train.get("compile"):
         compile_networks(model)
-    elif train.get("fast_conv_backward", True):
-        use_fast_conv_backward(model.networks)
+    elif train.get("tuned_cpu_convs", True):
+        use_tuned_cpu_convs(model.networks)
 
 
 def compile_networks(model: nn.Module) -> None:

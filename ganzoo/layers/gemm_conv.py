@@ -1,0 +1,58 @@
+"""Convolutions whose weights outweigh their maps, as one matrix product (im2col + GEMM).
+
+PyTorch's CPU convolutions go through oneDNN, which copies the weights into its blocked layout on
+every call, forward and backward alike. For the inner levels of a 256 px U-Net (512 channels on
+1x1 to 16x16 maps, 4-8 MB of weights per layer) that copy costs more than the arithmetic: in the
+pix2pix step at 256 px, weight reorders were about a fifth of oneDNN's time (ONEDNN_VERBOSE).
+``F.unfold`` + ``torch.matmul`` (a convolution) and ``torch.matmul`` + ``F.fold`` (a transposed
+convolution) read the weights in place, and autograd differentiates them into the matching GEMMs
+and unfold/fold. Same maths, float rounding aside.
+
+Taken where the weights have at least ``GEMM_MIN_WEIGHTS_PER_POSITION`` elements per output
+position of the GEMM (N * H_out * W_out for a convolution, N * H_in * W_in for a transposed one),
+and for transposed convolutions with at most 4 output channels (a U-Net's image head). Measured
+forward + backward, 2 threads, the two formulations alternating (``python benchmarks/conv_backward.py
+--gemm``): the U-Net levels at 2x2-16x16 1.3-3.5x, the 32 px shapes U-Net's inner levels 1.4-1.6x,
+the image head 1.6x; below the threshold it loses (0.68-0.96x).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+GEMM_MIN_WEIGHTS_PER_POSITION = 4096
+GEMM_HEAD_MAX_OUT_CHANNELS = 4
+
+
+def conv_by_gemm_pays(weight_numel: int, positions: int) -> bool:
+    """Whether a (transposed) convolution should run as im2col + GEMM (``positions``: GEMM columns)."""
+    return weight_numel >= GEMM_MIN_WEIGHTS_PER_POSITION * positions
+
+
+def conv2d_by_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                   stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
+    """``F.conv2d`` (groups 1, zero padding) as unfold + one matrix product."""
+    n, _, h, w = x.shape
+    c_out, _, kh, kw = weight.shape
+    h_out = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    w_out = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    columns = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)  # N, C_in*kh*kw, L
+    out = torch.matmul(weight.reshape(c_out, -1), columns)  # N, C_out, L
+    if bias is not None:
+        out = out + bias.view(1, c_out, 1)
+    return out.view(n, c_out, h_out, w_out)
+
+
+def conv_transpose2d_by_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                             stride: tuple[int, int], padding: tuple[int, int], output_padding: tuple[int, int],
+                             dilation: tuple[int, int]) -> torch.Tensor:
+    """``F.conv_transpose2d`` (groups 1) as one matrix product + fold."""
+    n, c_in, h, w = x.shape
+    _, c_out, kh, kw = weight.shape
+    h_out = (h - 1) * stride[0] - 2 * padding[0] + dilation[0] * (kh - 1) + output_padding[0] + 1
+    w_out = (w - 1) * stride[1] - 2 * padding[1] + dilation[1] * (kw - 1) + output_padding[1] + 1
+    columns = torch.matmul(weight.reshape(c_in, -1).t(), x.reshape(n, c_in, h * w))  # N, C_out*kh*kw, H*W
+    out = F.fold(columns, (h_out, w_out), (kh, kw), dilation=dilation, padding=padding, stride=stride)
+    if bias is not None:
+        out = out + bias.view(1, c_out, 1, 1)
+    return out
