@@ -12,6 +12,9 @@ project's CPU for its sizes:
   (:mod:`ganzoo.layers.conv_backward`);
 - everything else, and every CUDA, half-precision, channels-last or autocast call: PyTorch's own.
 
+The choice is made per call from the sizes, batch included: a data-parallel rank's share of the
+batch may take another kernel than the whole batch would, which rounds differently.
+
 :func:`use_tuned_cpu_convs` switches the convolutions of a model in place (``ganzoo train`` and
 ``ganzoo bench`` do, unless ``train.tuned_cpu_convs: false`` or ``train.compile: true``).
 """
