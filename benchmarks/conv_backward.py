@@ -50,11 +50,11 @@ class _AllRewritten:
     """Every gradient through the rewritten kernels while inside, whatever the size rules say."""
 
     def __enter__(self) -> None:
-        self.saved = conv_backward.input_grad_by_forward_conv, conv_backward.weight_grad_by_gemms
-        conv_backward.input_grad_by_forward_conv = conv_backward.weight_grad_by_gemms = lambda *args: True
+        self.saved = conv_backward.forward_conv_input_grad_pays, conv_backward.gemm_weight_grad_pays
+        conv_backward.forward_conv_input_grad_pays = conv_backward.gemm_weight_grad_pays = lambda *args: True
 
     def __exit__(self, *exc: object) -> None:
-        conv_backward.input_grad_by_forward_conv, conv_backward.weight_grad_by_gemms = self.saved
+        conv_backward.forward_conv_input_grad_pays, conv_backward.gemm_weight_grad_pays = self.saved
 
 
 def time_shape(spec: str, repeats: int) -> str:
@@ -76,8 +76,8 @@ def time_shape(spec: str, repeats: int) -> str:
 
         native_ms, rewritten_ms = _alternating_medians_ms(
             lambda: torch.autograd.grad(native_out, target, grad, retain_graph=True), rewritten, repeats)
-        chosen = (conv_backward.input_grad_by_forward_conv(c_in, c_out, (kernel, kernel), positions)
-                  if wanted == "input" else conv_backward.weight_grad_by_gemms(c_in, c_out, positions))
+        chosen = (conv_backward.forward_conv_input_grad_pays(c_in, c_out, (kernel, kernel), positions)
+                  if wanted == "input" else conv_backward.gemm_weight_grad_pays(c_in, c_out, positions))
         cells.append(f"{native_ms:.2f} / {rewritten_ms:.2f} ({native_ms / rewritten_ms:.2f}x, "
                      f"{'rewritten' if chosen else 'oneDNN'})")
     return f"| {spec} | " + " | ".join(cells) + " |"

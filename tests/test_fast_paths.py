@@ -430,8 +430,8 @@ def force_conv_routes(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
     (it is tested on its own below)."""
     from ganzoo.layers import conv_backward
 
-    monkeypatch.setattr(conv_backward, "input_grad_by_forward_conv", lambda *args: fast)
-    monkeypatch.setattr(conv_backward, "weight_grad_by_gemms", lambda *args: fast)
+    monkeypatch.setattr(conv_backward, "forward_conv_input_grad_pays", lambda *args: fast)
+    monkeypatch.setattr(conv_backward, "gemm_weight_grad_pays", lambda *args: fast)
     monkeypatch.setattr("ganzoo.layers.gemm_conv.GEMM_MIN_WEIGHTS_PER_POSITION", 10 ** 12)
 
 
@@ -535,23 +535,23 @@ def test_only_eligible_convolutions_are_switched() -> None:
 
 
 def test_conv_routes_follow_the_measured_rules() -> None:
-    from ganzoo.layers.conv_backward import input_grad_by_forward_conv, weight_grad_by_gemms
+    from ganzoo.layers.conv_backward import forward_conv_input_grad_pays, gemm_weight_grad_pays
 
     # CycleGAN's ResNet blocks at 128 and 256 px, batch 1 and 2: both rewritten
     for n, size in ((1, 32), (2, 32), (1, 64), (2, 64)):
-        assert input_grad_by_forward_conv(256, 256, (3, 3), n * size * size)
-        assert weight_grad_by_gemms(256, 256, n * size * size)
-    assert input_grad_by_forward_conv(64, 3, (7, 7), 128 * 128)  # the generator's image head ...
-    assert weight_grad_by_gemms(64, 3, 128 * 128)
-    assert input_grad_by_forward_conv(512, 1, (4, 4), 30 * 30)  # a PatchGAN head ...
-    assert weight_grad_by_gemms(512, 1, 30 * 30)
-    assert not weight_grad_by_gemms(128, 1, 8 * 6 * 6)  # ... but not the 32 px shapes one's weights
-    assert not input_grad_by_forward_conv(256, 512, (4, 4), 31 * 31)  # PatchGAN's 4x4 stride-1 layer: oneDNN
-    assert weight_grad_by_gemms(256, 512, 31 * 31)  # ... but its weight gradient by GEMM
-    assert not input_grad_by_forward_conv(256, 256, (3, 3), 16 * 16)  # small maps: oneDNN
-    assert not input_grad_by_forward_conv(128, 128, (3, 3), 4 * 16 * 16)
-    assert not weight_grad_by_gemms(64, 128, 8 * 8 * 8)  # the 32 px shapes discriminators: oneDNN
-    assert not weight_grad_by_gemms(128, 128, 4 * 16 * 16)
+        assert forward_conv_input_grad_pays(256, 256, (3, 3), n * size * size)
+        assert gemm_weight_grad_pays(256, 256, n * size * size)
+    assert forward_conv_input_grad_pays(64, 3, (7, 7), 128 * 128)  # the generator's image head ...
+    assert gemm_weight_grad_pays(64, 3, 128 * 128)
+    assert forward_conv_input_grad_pays(512, 1, (4, 4), 30 * 30)  # a PatchGAN head ...
+    assert gemm_weight_grad_pays(512, 1, 30 * 30)
+    assert not gemm_weight_grad_pays(128, 1, 8 * 6 * 6)  # ... but not the 32 px shapes one's weights
+    assert not forward_conv_input_grad_pays(256, 512, (4, 4), 31 * 31)  # PatchGAN's 4x4 stride-1 layer: oneDNN
+    assert gemm_weight_grad_pays(256, 512, 31 * 31)  # ... but its weight gradient by GEMM
+    assert not forward_conv_input_grad_pays(256, 256, (3, 3), 16 * 16)  # small maps: oneDNN
+    assert not forward_conv_input_grad_pays(128, 128, (3, 3), 4 * 16 * 16)
+    assert not gemm_weight_grad_pays(64, 128, 8 * 8 * 8)  # the 32 px shapes discriminators: oneDNN
+    assert not gemm_weight_grad_pays(128, 128, 4 * 16 * 16)
 
 
 @pytest.mark.parametrize("name", list(MODELS))

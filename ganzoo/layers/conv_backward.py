@@ -22,7 +22,6 @@ penalty's double backward) goes through PyTorch's own kernels.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 #: Where each route beats oneDNN's backward kernel, measured on this project's 2-core AVX-512 machine
@@ -42,7 +41,7 @@ GEMM_WEIGHT_GRAD_MIN_POSITIONS = 2048
 GEMM_HEAD_WEIGHT_GRAD_MIN_WORK = 2 ** 17  # input channels * output positions
 
 
-def input_grad_by_forward_conv(c_in: int, c_out: int, kernel: tuple[int, int], positions: int) -> bool:
+def forward_conv_input_grad_pays(c_in: int, c_out: int, kernel: tuple[int, int], positions: int) -> bool:
     """Whether the input gradient goes through a forward convolution (``positions``: N * H_out * W_out)."""
     if c_out <= HEAD_MAX_OUT_CHANNELS:
         return True
@@ -51,7 +50,7 @@ def input_grad_by_forward_conv(c_in: int, c_out: int, kernel: tuple[int, int], p
             and channels * positions >= FORWARD_INPUT_GRAD_MIN_WORK)
 
 
-def weight_grad_by_gemms(c_in: int, c_out: int, positions: int) -> bool:
+def gemm_weight_grad_pays(c_in: int, c_out: int, positions: int) -> bool:
     """Whether the weight gradient goes through shifted GEMMs (``positions``: N * H_out * W_out)."""
     if c_out <= HEAD_MAX_OUT_CHANNELS:
         return c_in * positions >= GEMM_HEAD_WEIGHT_GRAD_MIN_WORK
@@ -60,7 +59,7 @@ def weight_grad_by_gemms(c_in: int, c_out: int, positions: int) -> bool:
         channels >= GEMM_WEIGHT_GRAD_MIN_CHANNELS and positions >= GEMM_WEIGHT_GRAD_MIN_POSITIONS)
 
 
-def weight_grad_by_gemm(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+def weight_grad_by_shifted_gemms(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
     """The weight gradient of a stride-1, unpadded convolution of ``x`` (N, I, Hp, Wp) that gave
     ``grad_out`` (N, O, H, W): one GEMM per kernel offset over a single copy of the input."""
     n, c_in, hp, wp = x.shape
@@ -101,7 +100,8 @@ class StrideOneConv2d(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
         ph, pw = ctx.padding
-        need_x, need_w, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        need_b = ctx.has_bias and ctx.needs_input_grad[2]
         if torch.is_grad_enabled():
             # create_graph=True (a gradient penalty): PyTorch's own backward is twice differentiable.
             grads = torch.ops.aten.convolution_backward(
@@ -111,8 +111,8 @@ class StrideOneConv2d(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         c_out, c_in, kh, kw = weight.shape
         positions = grad_out.shape[0] * grad_out.shape[2] * grad_out.shape[3]
-        x_by_conv = need_x and input_grad_by_forward_conv(c_in, c_out, (kh, kw), positions)
-        w_by_gemm = need_w and weight_grad_by_gemms(c_in, c_out, positions)
+        x_by_conv = need_x and forward_conv_input_grad_pays(c_in, c_out, (kh, kw), positions)
+        w_by_gemm = need_w and gemm_weight_grad_pays(c_in, c_out, positions)
         grad_x = grad_w = grad_b = None
         if (need_x and not x_by_conv) or (need_w and not w_by_gemm):
             grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
@@ -122,7 +122,7 @@ class StrideOneConv2d(torch.autograd.Function):
             grad_x = F.conv2d(grad_out, weight.flip(2, 3).transpose(0, 1), None, 1, (kh - 1 - ph, kw - 1 - pw))
         if w_by_gemm:
             padded = F.pad(x, (pw, pw, ph, ph)) if ph or pw else x
-            grad_w = weight_grad_by_gemm(padded, grad_out, (kh, kw))
+            grad_w = weight_grad_by_shifted_gemms(padded, grad_out, (kh, kw))
         if need_b:
             grad_b = grad_out.sum((0, 2, 3))
         return grad_x, grad_w, grad_b, None

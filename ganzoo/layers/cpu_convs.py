@@ -56,9 +56,9 @@ class TunedConv2d(nn.Conv2d):
 
     def _a_gradient_route_pays(self, x: torch.Tensor, positions: int) -> bool:
         # looked up on the module at call time, so that tests can force either route
-        return ((x.requires_grad and conv_backward.input_grad_by_forward_conv(
+        return ((x.requires_grad and conv_backward.forward_conv_input_grad_pays(
                     self.in_channels, self.out_channels, self.kernel_size, positions))
-                or (self.weight.requires_grad and conv_backward.weight_grad_by_gemms(
+                or (self.weight.requires_grad and conv_backward.gemm_weight_grad_pays(
                     self.in_channels, self.out_channels, positions)))
 
 
