@@ -92,7 +92,8 @@ GEMM_DEFAULT_SHAPES = [  # unet_256 levels at batch 1, the 32 px shapes U-Net at
 
 
 def time_gemm_shape(spec: str, repeats: int) -> str:
-    from ganzoo.layers.gemm_conv import conv2d_by_gemm, conv_transpose2d_by_gemm, conv_by_gemm_pays
+    from ganzoo.layers.gemm_conv import (conv2d_by_gemm, conv_by_gemm_pays, conv_transpose2d_by_gemm,
+                                         conv_transpose_by_gemm_pays)
 
     kind, *sizes = spec.split(",")
     n, c_in, c_out, size = (int(v) for v in sizes)
@@ -110,7 +111,8 @@ def time_gemm_shape(spec: str, repeats: int) -> str:
     grad = torch.randn_like(native())
     native_ms, gemm_ms = _alternating_medians_ms(lambda: torch.autograd.grad(native(), (x, w), grad),
                                                  lambda: torch.autograd.grad(gemm(), (x, w), grad), repeats)
-    chosen = conv_by_gemm_pays(w.numel(), positions) or (kind == "t" and c_out <= 4)
+    chosen = (conv_transpose_by_gemm_pays(w.numel(), positions, c_out) if kind == "t"
+              else conv_by_gemm_pays(w.numel(), positions))
     return (f"| {spec} | {native_ms:.2f} / {gemm_ms:.2f} ({native_ms / gemm_ms:.2f}x, "
             f"{'GEMM' if chosen else 'oneDNN'}) |")
 

@@ -625,7 +625,7 @@ def test_gemm_convolutions_equal_pytorchs_in_float64(case: tuple) -> None:
 
 
 def test_gemm_route_follows_the_measured_rule() -> None:
-    from ganzoo.layers.gemm_conv import conv_by_gemm_pays
+    from ganzoo.layers.gemm_conv import conv_by_gemm_pays, conv_transpose_by_gemm_pays
 
     # unet_256's inner levels (batch 1): 512 channels, 4x4 kernels, on 16x16 down to 1x1 maps
     assert conv_by_gemm_pays(512 * 512 * 16, 8 * 8) and conv_by_gemm_pays(1024 * 512 * 16, 16 * 16)
@@ -634,6 +634,8 @@ def test_gemm_route_follows_the_measured_rule() -> None:
     assert not conv_by_gemm_pays(128 * 256 * 16, 32 * 32)  # 64 px maps: oneDNN (0.96x)
     assert not conv_by_gemm_pays(66 * 128 * 16, 8 * 4 * 4)  # 0.91x
     assert not conv_by_gemm_pays(256 * 256 * 9, 32 * 32)  # CycleGAN's ResNet blocks stay with oneDNN
+    assert conv_transpose_by_gemm_pays(128 * 3 * 16, 128 * 128, 3)  # a U-Net's image head: 1.6x
+    assert not conv_transpose_by_gemm_pays(256 * 64 * 16, 64 * 64, 64)  # 0.74x
 
 
 @pytest.mark.parametrize("name", list(MODELS))

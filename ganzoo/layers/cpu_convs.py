@@ -25,8 +25,8 @@ import torch.nn as nn
 
 from ganzoo.layers import conv_backward
 from ganzoo.layers.conv_backward import StrideOneConv2d
-from ganzoo.layers.gemm_conv import (GEMM_HEAD_MAX_OUT_CHANNELS, conv2d_by_gemm, conv_by_gemm_pays,
-                                     conv_transpose2d_by_gemm)
+from ganzoo.layers.gemm_conv import (conv2d_by_gemm, conv_by_gemm_pays, conv_transpose2d_by_gemm,
+                                     conv_transpose_by_gemm_pays)
 
 
 def plain_cpu_float32(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -67,8 +67,8 @@ class TunedConvTranspose2d(nn.ConvTranspose2d):
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         if output_size is None and plain_cpu_float32(x, self.weight) and (
-                conv_by_gemm_pays(self.weight.numel(), x.shape[0] * x.shape[2] * x.shape[3])
-                or self.out_channels <= GEMM_HEAD_MAX_OUT_CHANNELS):
+                conv_transpose_by_gemm_pays(self.weight.numel(), x.shape[0] * x.shape[2] * x.shape[3],
+                                            self.out_channels)):
             return conv_transpose2d_by_gemm(x, self.weight, self.bias, self.stride, self.padding,
                                             self.output_padding, self.dilation)
         return super().forward(x, output_size)

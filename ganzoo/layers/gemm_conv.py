@@ -21,12 +21,19 @@ import torch
 import torch.nn.functional as F
 
 GEMM_MIN_WEIGHTS_PER_POSITION = 4096
-GEMM_HEAD_MAX_OUT_CHANNELS = 4
+#: Layers with at most this many output channels (image and PatchGAN heads) fit oneDNN's kernels
+#: poorly; the rewritten forms pay there whatever the weights (also for the stride-1 gradients).
+HEAD_MAX_OUT_CHANNELS = 4
 
 
 def conv_by_gemm_pays(weight_numel: int, positions: int) -> bool:
-    """Whether a (transposed) convolution should run as im2col + GEMM (``positions``: GEMM columns)."""
+    """Whether a convolution should run as im2col + GEMM (``positions``: N * H_out * W_out)."""
     return weight_numel >= GEMM_MIN_WEIGHTS_PER_POSITION * positions
+
+
+def conv_transpose_by_gemm_pays(weight_numel: int, positions: int, out_channels: int) -> bool:
+    """Whether a transposed convolution should run as GEMM + fold (``positions``: N * H_in * W_in)."""
+    return conv_by_gemm_pays(weight_numel, positions) or out_channels <= HEAD_MAX_OUT_CHANNELS
 
 
 def conv2d_by_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
