@@ -26,8 +26,10 @@ import torch.nn.functional as F
 
 from ganzoo.layers.gemm_conv import HEAD_MAX_OUT_CHANNELS
 
-#: Where each route beats oneDNN's backward kernel, measured on this project's 2-core AVX-512 machine
+#: Where each route beats oneDNN's backward kernel, measured on this project's 2-core AVX-512 Xeon
 #: (``python benchmarks/conv_backward.py``, 2 threads, the two routes alternating; docs/performance.md).
+#: The rules are that CPU's: on the 2-core AMD EPYC host the stride-1 routes made CycleGAN's step 5-25%
+#: slower while the GEMM routes still paid (docs/performance.md, "On the 2-core AMD EPYC host").
 #: Heads (at most ``HEAD_MAX_OUT_CHANNELS`` output channels): both rewritten routes pay (1.2-3.6x and 1.3-1.5x).
 #: The input gradient as a forward convolution pays for 3x3 kernels with many channels on large maps
 #: (the ResNet blocks at 128 and 256 px: 1.10-1.30x) and loses for 4x4 kernels and small maps (0.67-0.87x).
