@@ -7,8 +7,9 @@ Without ``--gemm``: each gradient of a stride-1 convolution both ways, oneDNN's 
 against ``ganzoo/layers/conv_backward.py`` (the input gradient as a forward convolution, the weight
 gradient as shifted GEMMs); SIZE is the input's side before padding. With ``--gemm``: forward +
 backward of 4x4 stride-2 convolutions (KIND ``c``) and transposed convolutions (``t``), oneDNN
-against im2col + GEMM (``ganzoo/layers/gemm_conv.py``). The size rules of both modules come from
-these tables; without ``--shape`` they time the layers of the benchmark recipes.
+against im2col + GEMM (``ganzoo/layers/gemm_conv.py``). Training chooses each layer's route by timing
+the routes itself (``ganzoo/layers/conv_routes.py``); these tables show where each pays on a machine.
+Without ``--shape`` they time the layers of the benchmark recipes.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ganzoo.layers import conv_backward
 from ganzoo.layers.conv_backward import StrideOneConv2d
 
 DEFAULT_SHAPES = [
@@ -46,40 +46,20 @@ def _alternating_medians_ms(first: Callable[[], object], second: Callable[[], ob
     return statistics.median(times[0]) * 1000, statistics.median(times[1]) * 1000
 
 
-class _AllRewritten:
-    """Every gradient through the rewritten kernels while inside, whatever the size rules say."""
-
-    def __enter__(self) -> None:
-        self.saved = conv_backward.forward_conv_input_grad_pays, conv_backward.gemm_weight_grad_pays
-        conv_backward.forward_conv_input_grad_pays = conv_backward.gemm_weight_grad_pays = lambda *args: True
-
-    def __exit__(self, *exc: object) -> None:
-        conv_backward.forward_conv_input_grad_pays, conv_backward.gemm_weight_grad_pays = self.saved
-
-
 def time_shape(spec: str, repeats: int) -> str:
     n, c_in, c_out, size, kernel, padding = (int(v) for v in spec.split(","))
-    out = size + 2 * padding - kernel + 1
-    positions = n * out * out
     cells = []
     for wanted in ("input", "weight"):
         x = torch.randn(n, c_in, size, size, requires_grad=wanted == "input")
         w = torch.randn(c_out, c_in, kernel, kernel, requires_grad=wanted == "weight")
         target = x if wanted == "input" else w
         native_out = F.conv2d(x, w, None, 1, padding)
-        rewritten_out = StrideOneConv2d.apply(x, w, None, (padding, padding))
+        rewritten_out = StrideOneConv2d.apply(x, w, None, (padding, padding), True, True)
         grad = torch.randn_like(native_out)
-
-        def rewritten() -> object:
-            with _AllRewritten():
-                return torch.autograd.grad(rewritten_out, target, grad, retain_graph=True)
-
         native_ms, rewritten_ms = _alternating_medians_ms(
-            lambda: torch.autograd.grad(native_out, target, grad, retain_graph=True), rewritten, repeats)
-        chosen = (conv_backward.forward_conv_input_grad_pays(c_in, c_out, (kernel, kernel), positions)
-                  if wanted == "input" else conv_backward.gemm_weight_grad_pays(c_in, c_out, positions))
-        cells.append(f"{native_ms:.2f} / {rewritten_ms:.2f} ({native_ms / rewritten_ms:.2f}x, "
-                     f"{'rewritten' if chosen else 'oneDNN'})")
+            lambda: torch.autograd.grad(native_out, target, grad, retain_graph=True),
+            lambda: torch.autograd.grad(rewritten_out, target, grad, retain_graph=True), repeats)
+        cells.append(f"{native_ms:.2f} / {rewritten_ms:.2f} ({native_ms / rewritten_ms:.2f}x)")
     return f"| {spec} | " + " | ".join(cells) + " |"
 
 
@@ -92,8 +72,7 @@ GEMM_DEFAULT_SHAPES = [  # unet_256 levels at batch 1, the 32 px shapes U-Net at
 
 
 def time_gemm_shape(spec: str, repeats: int) -> str:
-    from ganzoo.layers.gemm_conv import (conv2d_by_gemm, conv_by_gemm_pays, conv_transpose2d_by_gemm,
-                                         conv_transpose_by_gemm_pays)
+    from ganzoo.layers.gemm_conv import conv2d_by_gemm, conv_transpose2d_by_gemm
 
     kind, *sizes = spec.split(",")
     n, c_in, c_out, size = (int(v) for v in sizes)
@@ -102,19 +81,14 @@ def time_gemm_shape(spec: str, repeats: int) -> str:
         w = torch.randn(c_out, c_in, 4, 4, requires_grad=True)
         native = lambda: F.conv2d(x, w, None, 2, 1)  # noqa: E731
         gemm = lambda: conv2d_by_gemm(x, w, None, (2, 2), (1, 1), (1, 1))  # noqa: E731
-        positions = n * (size // 2) ** 2
     else:
         w = torch.randn(c_in, c_out, 4, 4, requires_grad=True)
         native = lambda: F.conv_transpose2d(x, w, None, 2, 1)  # noqa: E731
         gemm = lambda: conv_transpose2d_by_gemm(x, w, None, (2, 2), (1, 1), (0, 0), (1, 1))  # noqa: E731
-        positions = n * size * size
     grad = torch.randn_like(native())
     native_ms, gemm_ms = _alternating_medians_ms(lambda: torch.autograd.grad(native(), (x, w), grad),
                                                  lambda: torch.autograd.grad(gemm(), (x, w), grad), repeats)
-    chosen = (conv_transpose_by_gemm_pays(w.numel(), positions, c_out) if kind == "t"
-              else conv_by_gemm_pays(w.numel(), positions))
-    return (f"| {spec} | {native_ms:.2f} / {gemm_ms:.2f} ({native_ms / gemm_ms:.2f}x, "
-            f"{'GEMM' if chosen else 'oneDNN'}) |")
+    return f"| {spec} | {native_ms:.2f} / {gemm_ms:.2f} ({native_ms / gemm_ms:.2f}x) |"
 
 
 def main() -> None:
@@ -127,14 +101,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.gemm:
-        print(f"{args.threads} threads; milliseconds forward + backward, oneDNN / GEMM (speed-up, the route ganzoo "
-              "takes)\n")
+        print(f"{args.threads} threads; milliseconds forward + backward, oneDNN / GEMM (speed-up)\n")
         print("| kind,N,C_in,C_out,size | forward + backward |")
         print("|---|---|")
         for spec in args.shape or GEMM_DEFAULT_SHAPES:
             print(time_gemm_shape(spec, args.repeats), flush=True)
         return
-    print(f"{args.threads} threads; milliseconds, oneDNN / rewritten (speed-up, the route ganzoo takes)\n")
+    print(f"{args.threads} threads; milliseconds, oneDNN / rewritten (speed-up)\n")
     print("| N,C_in,C_out,size,kernel,padding | input gradient | weight gradient |")
     print("|---|---|---|")
     for spec in args.shape or DEFAULT_SHAPES:

@@ -424,31 +424,33 @@ CONV_CASES = [  # (batch, in, out, size, kernel, padding, bias): GEMM weight pat
 ]
 
 
-def force_conv_routes(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
-    """Send every stride-1 gradient through the rewritten kernels (or through oneDNN's), whatever the
-    size rules say, so that tiny test shapes exercise both routes. The im2col + GEMM route stays off
-    (it is tested on its own below)."""
-    from ganzoo.layers import conv_backward
+def force_conv_route(monkeypatch: pytest.MonkeyPatch, route: str, everywhere: bool = False) -> None:
+    """Send every tuned convolution through ``route`` where it applies (else PyTorch's own), instead of
+    timing the routes, so that tiny test shapes exercise each one. ``everywhere``: the GEMM route also
+    where its column matrix would outgrow the weights and the input."""
+    from ganzoo.layers import conv_routes, cpu_convs
 
-    monkeypatch.setattr(conv_backward, "forward_conv_input_grad_pays", lambda *args: fast)
-    monkeypatch.setattr(conv_backward, "gemm_weight_grad_pays", lambda *args: fast)
-    monkeypatch.setattr("ganzoo.layers.gemm_conv.GEMM_MIN_WEIGHTS_PER_POSITION", 10 ** 12)
+    def forced(signature: str, flops: int, timed_routes: Any) -> str:
+        return route if route in timed_routes() else conv_routes.NATIVE
+
+    monkeypatch.setattr(conv_routes, "choose_route", forced)
+    if everywhere:
+        monkeypatch.setattr(cpu_convs, "_columns_fit", lambda *args: True)
 
 
-@pytest.mark.parametrize("route", ["rewritten", "onednn"])
+@pytest.mark.parametrize("routes", [(True, True), (True, False), (False, True), (False, False)],
+                         ids=["both rewritten", "input by conv", "weights by gemm", "onednn"])
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"{c[1]}to{c[2]}_k{c[4][0]}x{c[4][1]}_p{c[5][0]}{c[5][1]}")
-def test_stride_one_conv_gradients_equal_autograd_in_float64(case: tuple, route: str,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stride_one_conv_gradients_equal_autograd_in_float64(case: tuple, routes: tuple[bool, bool]) -> None:
     from ganzoo.layers.conv_backward import StrideOneConv2d
 
-    force_conv_routes(monkeypatch, route == "rewritten")
     n, c_in, c_out, size, kernel, padding, bias = case
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, c_in, size, size, generator=g, dtype=torch.float64, requires_grad=True)
     w = torch.randn(c_out, c_in, *kernel, generator=g, dtype=torch.float64, requires_grad=True)
     b = torch.randn(c_out, generator=g, dtype=torch.float64, requires_grad=True) if bias else None
     inputs = (x, w) + ((b,) if bias else ())
-    fast_out = StrideOneConv2d.apply(x, w, b, padding)
+    fast_out = StrideOneConv2d.apply(x, w, b, padding, *routes)
     plain_out = torch.nn.functional.conv2d(x, w, b, 1, padding)
     torch.testing.assert_close(fast_out, plain_out, rtol=0, atol=0)
     grad_out = torch.randn(plain_out.shape, generator=g, dtype=torch.float64)
@@ -469,9 +471,13 @@ def _conv_pair(c_in: int, c_out: int, kernel: int, padding: int) -> tuple[nn.Con
     return fast, plain
 
 
+REWRITTEN_ROUTES = ["gemm", "winograd", "grad_x_by_conv", "grad_w_by_gemm", "grads_by_conv_and_gemm"]
+
+
+@pytest.mark.parametrize("route", REWRITTEN_ROUTES)
 @pytest.mark.parametrize("needs", ["both", "input only (D frozen in the G step)", "weights only (a real input)"])
-def test_fast_conv_module_matches_nn_conv2d_in_float32(needs: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    force_conv_routes(monkeypatch, True)
+def test_tuned_conv_module_matches_nn_conv2d_in_float32(needs: str, route: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    force_conv_route(monkeypatch, route, everywhere=True)
     fast, plain = _conv_pair(128, 128, 3, 1)
     if needs.startswith("input"):
         for conv in (fast, plain):
@@ -484,31 +490,37 @@ def test_fast_conv_module_matches_nn_conv2d_in_float32(needs: str, monkeypatch: 
         wanted = [t for t in (x, conv.weight, conv.bias) if t.requires_grad]
         results.append((out, torch.autograd.grad(out, wanted, grad_out)))
     (fast_out, fast_grads), (plain_out, plain_grads) = results
-    assert fast_out.grad_fn is not None and "StrideOneConv2d" in type(fast_out.grad_fn).__name__
-    torch.testing.assert_close(fast_out, plain_out)
+    taken = type(fast_out.grad_fn).__name__
+    if route == "winograd":
+        assert "WinogradConv2d" in taken
+    elif route.startswith("grad") and route in fast.routes(x):
+        assert "StrideOneConv2d" in taken
+    torch.testing.assert_close(fast_out, plain_out, rtol=1e-4, atol=1e-4)
     assert len(fast_grads) == len(plain_grads) == {"both": 3, "input": 1, "weights": 2}[needs.split()[0]]
     for f, p in zip(fast_grads, plain_grads):
         torch.testing.assert_close(f, p, rtol=1e-4, atol=1e-4)
 
 
-def test_fast_conv_double_backward_matches_for_gradient_penalties(monkeypatch: pytest.MonkeyPatch) -> None:
-    force_conv_routes(monkeypatch, True)
-    fast, plain = _conv_pair(128, 128, 4, 1)
+@pytest.mark.parametrize("route", REWRITTEN_ROUTES)
+def test_tuned_conv_double_backward_matches_for_gradient_penalties(route: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    force_conv_route(monkeypatch, route, everywhere=True)
+    fast, plain = _conv_pair(64, 64, 3, 1)
     penalties = []
     for conv in (fast, plain):
-        x = torch.randn(1, 128, 6, 6, generator=torch.Generator().manual_seed(3), requires_grad=True)
+        x = torch.randn(1, 64, 6, 6, generator=torch.Generator().manual_seed(3), requires_grad=True)
         (grad_x,) = torch.autograd.grad(conv(x).square().sum(), x, create_graph=True)
         penalties.append(torch.autograd.grad(grad_x.square().sum(), conv.weight)[0])
-    torch.testing.assert_close(penalties[0], penalties[1], rtol=1e-4, atol=1e-4)
+    # Winograd's forward rounds at ~1e-5 relative, which the penalty's second derivative amplifies
+    scale = penalties[1].abs().max().item()
+    torch.testing.assert_close(penalties[0], penalties[1], rtol=1e-4, atol=1e-4 * scale)
 
 
-@pytest.mark.parametrize("where", ["channels_last", "bf16 autocast", "no grad", "float64"])
-def test_fast_conv_falls_back_to_pytorch_where_it_does_not_apply(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    force_conv_routes(monkeypatch, True)
+@pytest.mark.parametrize("where", ["channels_last", "bf16 autocast", "float64"])
+def test_tuned_conv_falls_back_to_pytorch_where_it_does_not_apply(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    force_conv_route(monkeypatch, "winograd")
     fast, plain = _conv_pair(8, 8, 3, 1)
     x = torch.randn(2, 8, 6, 6, requires_grad=True)
-    context: Any = torch.no_grad() if where == "no grad" else torch.autocast("cpu", torch.bfloat16) \
-        if where == "bf16 autocast" else contextlib.nullcontext()
+    context: Any = torch.autocast("cpu", torch.bfloat16) if where == "bf16 autocast" else contextlib.nullcontext()
     if where == "channels_last":
         x = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
     if where == "float64":
@@ -516,7 +528,7 @@ def test_fast_conv_falls_back_to_pytorch_where_it_does_not_apply(where: str, mon
         x = x.detach().double().requires_grad_()
     with context:
         out, expected = fast(x), plain(x)
-    assert out.grad_fn is None or "StrideOneConv2d" not in type(out.grad_fn).__name__
+    assert "Winograd" not in type(out.grad_fn).__name__
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
 
 
@@ -534,32 +546,34 @@ def test_only_eligible_convolutions_are_switched() -> None:
                                                "Conv2d", "Conv2d", "OwnConv", "Conv1d"]
 
 
-def test_conv_routes_follow_the_measured_rules() -> None:
-    from ganzoo.layers.conv_backward import forward_conv_input_grad_pays, gemm_weight_grad_pays
+def test_routes_offered_follow_the_layer() -> None:
+    from ganzoo.layers.cpu_convs import TunedConvTranspose2d, use_tuned_cpu_convs
 
-    # CycleGAN's ResNet blocks at 128 and 256 px, batch 1 and 2: both rewritten
-    for n, size in ((1, 32), (2, 32), (1, 64), (2, 64)):
-        assert forward_conv_input_grad_pays(256, 256, (3, 3), n * size * size)
-        assert gemm_weight_grad_pays(256, 256, n * size * size)
-    assert forward_conv_input_grad_pays(64, 3, (7, 7), 128 * 128)  # the generator's image head ...
-    assert gemm_weight_grad_pays(64, 3, 128 * 128)
-    assert forward_conv_input_grad_pays(512, 1, (4, 4), 30 * 30)  # a PatchGAN head ...
-    assert gemm_weight_grad_pays(512, 1, 30 * 30)
-    assert not gemm_weight_grad_pays(128, 1, 8 * 6 * 6)  # ... but not the 32 px shapes one's weights
-    assert not forward_conv_input_grad_pays(256, 512, (4, 4), 31 * 31)  # PatchGAN's 4x4 stride-1 layer: oneDNN
-    assert gemm_weight_grad_pays(256, 512, 31 * 31)  # ... but its weight gradient by GEMM
-    assert not forward_conv_input_grad_pays(256, 256, (3, 3), 16 * 16)  # small maps: oneDNN
-    assert not forward_conv_input_grad_pays(128, 128, (3, 3), 4 * 16 * 16)
-    assert not gemm_weight_grad_pays(64, 128, 8 * 8 * 8)  # the 32 px shapes discriminators: oneDNN
-    assert not gemm_weight_grad_pays(128, 128, 4 * 16 * 16)
+    def routes(module: nn.Module, shape: tuple[int, ...], requires_grad: bool = True) -> list[str]:
+        use_tuned_cpu_convs(module)
+        return module.routes(torch.empty(shape, requires_grad=requires_grad))
+
+    # a ResNet block at 128 px: every stride-1 route, but no im2col (9x the input, more than the weights)
+    assert routes(nn.Conv2d(256, 256, 3), (1, 256, 34, 34)) == ["native", "winograd", "grad_x_by_conv",
+                                                                "grad_w_by_gemm", "grads_by_conv_and_gemm"]
+    assert routes(nn.Conv2d(256, 256, 3), (1, 256, 34, 34), requires_grad=False) == [
+        "native", "winograd", "grad_w_by_gemm"]
+    # unet_256's inner levels: weights outweigh the maps, so im2col + GEMM; stride 2: no stride-1 route
+    assert routes(nn.Conv2d(512, 512, 4, 2, 1), (1, 512, 16, 16)) == ["native", "gemm"]
+    assert routes(nn.Conv2d(64, 3, 7), (1, 64, 134, 134))[:2] == ["native", "grad_x_by_conv"]  # the image head
+    up = TunedConvTranspose2d(128, 3, 4, 2, 1)
+    assert up.routes(torch.empty(1, 128, 128, 128)) == ["native", "gemm"]  # a U-Net's image head
+    assert TunedConvTranspose2d(256, 64, 4, 2, 1).routes(torch.empty(1, 256, 64, 64)) == ["native"]
+    with torch.no_grad():
+        assert routes(nn.Conv2d(256, 256, 3), (1, 256, 34, 34)) == ["native", "winograd"]
 
 
+@pytest.mark.parametrize("route", ["winograd", "grads_by_conv_and_gemm"])
 @pytest.mark.parametrize("name", list(MODELS))
-def test_fast_conv_backward_gives_the_same_step(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tuned_conv_routes_give_the_same_step(name: str, route: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from ganzoo.layers.cpu_convs import use_tuned_cpu_convs
 
-    # The test networks are 8 channels wide: force the rewritten routes, which their sizes would not take.
-    force_conv_routes(monkeypatch, True)
+    force_conv_route(monkeypatch, route)
     plain_model, batch = make(name)
     fast_model, _ = make(name)
     assert use_tuned_cpu_convs(fast_model.networks) > 0
@@ -581,13 +595,88 @@ def test_bench_and_train_apply_the_switch_unless_off_or_compiled() -> None:
     assert switched({"compile": True}) == 0
 
 
-def test_small_convolutions_keep_pytorchs_own_function() -> None:
-    fast, _ = _conv_pair(8, 8, 3, 1)  # too small for either rewritten route: no custom function overhead
+# -- route measurement (ganzoo/layers/conv_routes.py) ----------------------------------------------------
+@pytest.fixture
+def empty_route_table() -> Any:
+    from ganzoo.layers import conv_routes
+
+    saved = conv_routes.route_table()
+    conv_routes.clear_route_table()
+    yield conv_routes
+    conv_routes.clear_route_table()
+    conv_routes.restore_route_table(saved)
+
+
+def test_fastest_route_takes_the_fastest_and_keeps_native_within_the_margin(empty_route_table: Any) -> None:
+    import time
+
+    def taking(seconds: float) -> Any:
+        return lambda: time.sleep(seconds)
+
+    routes = empty_route_table
+    assert routes.fastest_route({"native": taking(0.03), "gemm": taking(0.005), "winograd": taking(0.015)}) == "gemm"
+    assert routes.fastest_route({"native": taking(0.005), "gemm": taking(0.03)}) == "native"
+    # a rewrite within the margin of the native kernels is not worth leaving them for
+    assert routes.fastest_route({"native": taking(0.0200), "gemm": taking(0.0199)}, rounds=2) == "native"
+
+
+def test_choose_route_measures_once_and_skips_small_layers(empty_route_table: Any) -> None:
+    routes = empty_route_table
+    calls: list[str] = []
+
+    def timed_routes() -> dict[str, Any]:
+        calls.append("measured")
+        return {"native": lambda: None, "gemm": lambda: None}
+
+    assert routes.choose_route("small", routes.MEASURED_MIN_FLOPS - 1, timed_routes) == "native"
+    assert calls == [] and routes.route_table() == {}
+    first = routes.choose_route("big", routes.MEASURED_MIN_FLOPS, timed_routes)
+    assert calls == ["measured"] and routes.route_table() == {"big": first}
+    assert routes.choose_route("big", routes.MEASURED_MIN_FLOPS, timed_routes) == first and len(calls) == 1
+    routes.restore_route_table({"big": "gemm"})  # a resumed run's table wins
+    assert routes.choose_route("big", routes.MEASURED_MIN_FLOPS, timed_routes) == "gemm" and len(calls) == 1
+
+
+def test_a_real_layer_is_measured_and_its_choice_recorded(empty_route_table: Any) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    fast, plain = _conv_pair(128, 128, 3, 0)
+    x = torch.randn(2, 128, 18, 18, requires_grad=True)  # 2 * 128 * 128 * 9 * 2 * 16 * 16 flops: measured
+    with FlopCounterMode(display=False):  # the FLOP counter must not see (or count) the probes
+        fast(x)
+    assert empty_route_table.route_table() == {}
+    out = fast(x)
+    (signature, route), = empty_route_table.route_table().items()
+    assert route in fast.routes(x) and "x(2, 128, 18, 18) grads111" in signature
+    torch.testing.assert_close(out, plain(x), rtol=1e-4, atol=1e-4)
+    assert x.grad is None and fast.weight.grad is None  # the probes leave no gradients behind
+
+
+def test_small_convolutions_keep_pytorchs_own_function(empty_route_table: Any) -> None:
+    fast, _ = _conv_pair(8, 8, 3, 1)  # far below the measured size: no custom function, nothing timed
     out = fast(torch.randn(2, 8, 6, 6, requires_grad=True))
-    assert "StrideOneConv2d" not in type(out.grad_fn).__name__
-    big, _ = _conv_pair(256, 256, 3, 0)  # a ResNet block's convolution at 128 px
-    out = big(torch.randn(1, 256, 34, 34, requires_grad=True))
-    assert "StrideOneConv2d" in type(out.grad_fn).__name__
+    assert "ConvolutionBackward" in type(out.grad_fn).__name__
+    assert empty_route_table.route_table() == {}
+
+
+@pytest.mark.parametrize("case", [(1, 5, 7, 9, 1, True), (2, 3, 4, 8, 0, False), (1, 4, 6, 7, 2, True),
+                                  (2, 6, 3, 12, 1, True), (1, 2, 2, 5, 0, False)],
+                         ids=["odd_p1", "even_p0", "odd_p2", "two_tiles", "one_tile"])
+def test_winograd_convolution_and_gradients_equal_pytorchs_in_float64(case: tuple) -> None:
+    from ganzoo.layers.winograd import WinogradConv2d
+
+    n, c_in, c_out, size, padding, bias = case
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, c_in, size, size, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(c_out, c_in, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(c_out, generator=g, dtype=torch.float64, requires_grad=True) if bias else None
+    fast = WinogradConv2d.apply(x, w, b, (padding, padding))
+    plain = torch.nn.functional.conv2d(x, w, b, 1, padding)
+    torch.testing.assert_close(fast, plain, rtol=1e-12, atol=1e-12)
+    inputs = (x, w) + ((b,) if bias else ())
+    grad_out = torch.randn(plain.shape, generator=g, dtype=torch.float64)
+    for f, p in zip(torch.autograd.grad(fast, inputs, grad_out), torch.autograd.grad(plain, inputs, grad_out)):
+        torch.testing.assert_close(f, p, rtol=1e-12, atol=1e-12)
 
 
 GEMM_CASES = [  # (transposed, batch, in, out, size, kernel, stride, padding, output_padding, dilation, bias)
@@ -624,20 +713,6 @@ def test_gemm_convolutions_equal_pytorchs_in_float64(case: tuple) -> None:
         torch.testing.assert_close(f, p, rtol=1e-12, atol=1e-12)
 
 
-def test_gemm_route_follows_the_measured_rule() -> None:
-    from ganzoo.layers.gemm_conv import conv_by_gemm_pays, conv_transpose_by_gemm_pays
-
-    # unet_256's inner levels (batch 1): 512 channels, 4x4 kernels, on 16x16 down to 1x1 maps
-    assert conv_by_gemm_pays(512 * 512 * 16, 8 * 8) and conv_by_gemm_pays(1024 * 512 * 16, 16 * 16)
-    assert conv_by_gemm_pays(256 * 512 * 16, 16 * 16)  # 256 -> 512 channels on a 32 px map: 1.34x
-    assert conv_by_gemm_pays(130 * 256 * 16, 8 * 2 * 2)  # the 32 px shapes U-Net's bottom, batch 8: 1.63x
-    assert not conv_by_gemm_pays(128 * 256 * 16, 32 * 32)  # 64 px maps: oneDNN (0.96x)
-    assert not conv_by_gemm_pays(66 * 128 * 16, 8 * 4 * 4)  # 0.91x
-    assert not conv_by_gemm_pays(256 * 256 * 9, 32 * 32)  # CycleGAN's ResNet blocks stay with oneDNN
-    assert conv_transpose_by_gemm_pays(128 * 3 * 16, 128 * 128, 3)  # a U-Net's image head: 1.6x
-    assert not conv_transpose_by_gemm_pays(256 * 64 * 16, 64 * 64, 64)  # 0.74x
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_gemm_convolutions_give_the_same_step_in_float64(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every convolution of a whole training step through im2col + GEMM, in float64, equals the plain step.
@@ -649,7 +724,7 @@ def test_gemm_convolutions_give_the_same_step_in_float64(name: str, monkeypatch:
     """
     from ganzoo.layers import cpu_convs
 
-    monkeypatch.setattr("ganzoo.layers.gemm_conv.GEMM_MIN_WEIGHTS_PER_POSITION", 0)  # every conv by GEMM
+    force_conv_route(monkeypatch, "gemm", everywhere=True)  # every conv by GEMM
     monkeypatch.setattr(cpu_convs, "plain_cpu_float32", lambda x, weight: x.is_contiguous())  # float64 too
     plain_model, batch = make(name)
     fast_model, _ = make(name)
@@ -663,7 +738,7 @@ def test_gemm_convolutions_give_the_same_step_in_float64(name: str, monkeypatch:
 def test_gemm_convolutions_give_the_same_step_in_float32(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from ganzoo.layers.cpu_convs import use_tuned_cpu_convs
 
-    monkeypatch.setattr("ganzoo.layers.gemm_conv.GEMM_MIN_WEIGHTS_PER_POSITION", 0)
+    force_conv_route(monkeypatch, "gemm", everywhere=True)
     plain_model, batch = make(name)
     fast_model, _ = make(name)
     assert use_tuned_cpu_convs(fast_model.networks) > 0

@@ -14,51 +14,17 @@ and the same maths:
   input's full row width, each shifted input is a strided view of one copy of the input, so the
   ``kh * kw`` products read it in place (MKL's GEMM, near this CPU's peak).
 
-:class:`ganzoo.layers.cpu_convs.TunedConv2d` takes this route where the size rules below say it
-pays, for float32 CPU tensors in the default layout, stride 1, no dilation or groups, zero padding,
-no autocast (``train.tuned_cpu_convs``). A backward that itself builds a graph (a gradient
-penalty's double backward) goes through PyTorch's own kernels.
+Measured on the 2-core Xeon host (``python benchmarks/conv_backward.py``, 2 threads): image and
+PatchGAN heads 1.2-3.6x (input gradient) and 1.3-1.5x (weight gradient), CycleGAN's ResNet blocks
+1.02-1.30x; on the 2-core AMD EPYC host oneDNN's own backward kernels win for the ResNet blocks and
+only the heads' input gradients pay. Which gradient takes which kernel is therefore measured per
+layer on the machine that trains (:mod:`ganzoo.layers.conv_routes`). A backward that itself builds a
+graph (a gradient penalty's double backward) goes through PyTorch's own kernels.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-from ganzoo.layers.gemm_conv import HEAD_MAX_OUT_CHANNELS
-
-#: Where each route beats oneDNN's backward kernel, measured on this project's 2-core AVX-512 Xeon
-#: (``python benchmarks/conv_backward.py``, 2 threads, the two routes alternating; docs/performance.md).
-#: The rules are that CPU's: on the 2-core AMD EPYC host the stride-1 routes made CycleGAN's step 5-25%
-#: slower while the GEMM routes still paid (docs/performance.md, "On the 2-core AMD EPYC host").
-#: Heads (at most ``HEAD_MAX_OUT_CHANNELS`` output channels): both rewritten routes pay (1.2-3.6x and 1.3-1.5x).
-#: The input gradient as a forward convolution pays for 3x3 kernels with many channels on large maps
-#: (the ResNet blocks at 128 and 256 px: 1.10-1.30x) and loses for 4x4 kernels and small maps (0.67-0.87x).
-FORWARD_INPUT_GRAD_MIN_CHANNELS = 128
-FORWARD_INPUT_GRAD_MIN_WORK = 2 ** 18  # min(channels) * output positions
-#: The weight gradient as shifted GEMMs pays from 256 channels (1.02-1.26x), from 128 channels on at
-#: least 2048 output positions (1.06x), and for heads on large maps; below, oneDNN is faster (0.6-0.85x).
-GEMM_WEIGHT_GRAD_MIN_CHANNELS = 128
-GEMM_WEIGHT_GRAD_ALWAYS_CHANNELS = 256
-GEMM_WEIGHT_GRAD_MIN_POSITIONS = 2048
-GEMM_HEAD_WEIGHT_GRAD_MIN_WORK = 2 ** 17  # input channels * output positions
-
-
-def forward_conv_input_grad_pays(c_in: int, c_out: int, kernel: tuple[int, int], positions: int) -> bool:
-    """Whether the input gradient goes through a forward convolution (``positions``: N * H_out * W_out)."""
-    if c_out <= HEAD_MAX_OUT_CHANNELS:
-        return True
-    channels = min(c_in, c_out)
-    return (kernel == (3, 3) and channels >= FORWARD_INPUT_GRAD_MIN_CHANNELS
-            and channels * positions >= FORWARD_INPUT_GRAD_MIN_WORK)
-
-
-def gemm_weight_grad_pays(c_in: int, c_out: int, positions: int) -> bool:
-    """Whether the weight gradient goes through shifted GEMMs (``positions``: N * H_out * W_out)."""
-    if c_out <= HEAD_MAX_OUT_CHANNELS:
-        return c_in * positions >= GEMM_HEAD_WEIGHT_GRAD_MIN_WORK
-    channels = min(c_in, c_out)
-    return channels >= GEMM_WEIGHT_GRAD_ALWAYS_CHANNELS or (
-        channels >= GEMM_WEIGHT_GRAD_MIN_CHANNELS and positions >= GEMM_WEIGHT_GRAD_MIN_POSITIONS)
 
 
 def weight_grad_by_shifted_gemms(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
@@ -88,14 +54,17 @@ def weight_grad_by_shifted_gemms(x: torch.Tensor, grad_out: torch.Tensor, kernel
 
 
 class StrideOneConv2d(torch.autograd.Function):
-    """``F.conv2d(x, weight, bias, stride=1, padding)`` whose backward uses the kernels above."""
+    """``F.conv2d(x, weight, bias, stride=1, padding)`` whose backward computes the input gradient as a
+    forward convolution (``input_grad_by_conv``) and/or the weight gradient as shifted GEMMs
+    (``weight_grad_by_gemm``), and the other one with oneDNN's backward kernel."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                padding: tuple[int, int]) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int],
+                input_grad_by_conv: bool = True, weight_grad_by_gemm: bool = True) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.padding = padding
         ctx.has_bias = bias is not None
+        ctx.routes = (input_grad_by_conv, weight_grad_by_gemm)
         return F.conv2d(x, weight, bias, 1, padding)
 
     @staticmethod
@@ -109,12 +78,10 @@ class StrideOneConv2d(torch.autograd.Function):
             grads = torch.ops.aten.convolution_backward(
                 grad_out, x, weight, [weight.shape[0]] if ctx.has_bias else None, [1, 1], [ph, pw], [1, 1],
                 False, [0, 0], 1, [need_x, need_w, need_b])
-            return grads[0], grads[1], grads[2], None
+            return grads[0], grads[1], grads[2], None, None, None
         grad_out = grad_out.contiguous()
-        c_out, c_in, kh, kw = weight.shape
-        positions = grad_out.shape[0] * grad_out.shape[2] * grad_out.shape[3]
-        x_by_conv = need_x and forward_conv_input_grad_pays(c_in, c_out, (kh, kw), positions)
-        w_by_gemm = need_w and gemm_weight_grad_pays(c_in, c_out, positions)
+        kh, kw = weight.shape[2:]
+        x_by_conv, w_by_gemm = need_x and ctx.routes[0], need_w and ctx.routes[1]
         grad_x = grad_w = grad_b = None
         if (need_x and not x_by_conv) or (need_w and not w_by_gemm):
             grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
@@ -127,4 +94,4 @@ class StrideOneConv2d(torch.autograd.Function):
             grad_w = weight_grad_by_shifted_gemms(padded, grad_out, (kh, kw))
         if need_b:
             grad_b = grad_out.sum((0, 2, 3))
-        return grad_x, grad_w, grad_b, None
+        return grad_x, grad_w, grad_b, None, None, None

@@ -2,31 +2,38 @@
 
 :class:`TunedConv2d` and :class:`TunedConvTranspose2d` are ``nn.Conv2d`` and ``nn.ConvTranspose2d``
 (same parameters, state-dict keys and results, float rounding aside) that, for float32 CPU tensors
-in the default layout without autocast, compute each call the way measured fastest on this
-project's CPU for its sizes:
+in the default layout without autocast, compute each call by the route measured fastest on this
+machine for its signature (:mod:`ganzoo.layers.conv_routes`). The routes:
 
-- weights that outweigh the maps (a U-Net's inner levels): im2col + one GEMM
-  (:mod:`ganzoo.layers.gemm_conv`);
-- stride-1 convolutions with many channels on large maps, and image/PatchGAN heads: oneDNN's
-  forward, with gradients from a forward convolution and shifted GEMMs
-  (:mod:`ganzoo.layers.conv_backward`);
-- everything else, and every CUDA, half-precision, channels-last or autocast call: PyTorch's own.
+- ``native``: PyTorch's own kernels (oneDNN);
+- ``gemm``: im2col + one GEMM, or GEMM + fold for a transposed convolution
+  (:mod:`ganzoo.layers.gemm_conv`; pays where the weights outweigh the maps);
+- ``winograd``: 3x3 stride-1 convolutions by Winograd's F(2x2, 3x3), forward and gradients
+  (:mod:`ganzoo.layers.winograd`);
+- ``grad_x_by_conv``, ``grad_w_by_gemm``, ``grads_by_conv_and_gemm``: oneDNN's forward with the
+  stride-1 input gradient as a forward convolution and/or the weight gradient as shifted GEMMs
+  (:mod:`ganzoo.layers.conv_backward`).
 
-The choice is made per call from the sizes, batch included: a data-parallel rank's share of the
-batch may take another kernel than the whole batch would, which rounds differently.
+Every CUDA, half-precision, channels-last or autocast call takes PyTorch's own. The choice depends
+on the batch too: a data-parallel rank's share of the batch may take another route than the whole
+batch would, which rounds differently.
 
 :func:`use_tuned_cpu_convs` switches the convolutions of a model in place (``ganzoo train`` and
 ``ganzoo bench`` do, unless ``train.tuned_cpu_convs: false`` or ``train.compile: true``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn as nn
 
-from ganzoo.layers import conv_backward
+from ganzoo.layers import conv_routes
 from ganzoo.layers.conv_backward import StrideOneConv2d
-from ganzoo.layers.gemm_conv import (conv2d_by_gemm, conv_by_gemm_pays, conv_transpose2d_by_gemm,
-                                     conv_transpose_by_gemm_pays)
+from ganzoo.layers.conv_routes import NATIVE
+from ganzoo.layers.gemm_conv import conv2d_by_gemm, conv_transpose2d_by_gemm
+from ganzoo.layers.winograd import WinogradConv2d
+
 
 
 def plain_cpu_float32(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -37,41 +44,116 @@ def plain_cpu_float32(x: torch.Tensor, weight: torch.Tensor) -> bool:
             and not torch.is_autocast_enabled("cpu"))
 
 
+def _columns_fit(columns: int, weight: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether the GEMM route's column matrix (``columns`` elements) is no larger than the weights or
+    the input: where it is, the route loses anyway and would only add its size to the step's memory."""
+    return columns <= max(weight.numel(), x.numel())
+
+
+def _signature(module: nn.Module, x: torch.Tensor) -> str:
+    """What the fastest route depends on: the layer's sizes, the input's, which gradients are needed."""
+    grads = "".join("1" if flag else "0" for flag in (
+        torch.is_grad_enabled(), x.requires_grad, module.weight.requires_grad))
+    return (f"{type(module).__name__[5:]} {module.in_channels}>{module.out_channels} k{module.kernel_size} "
+            f"s{module.stride} p{module.padding} d{module.dilation} bias{int(module.bias is not None)} "
+            f"x{tuple(x.shape)} grads{grads} threads{torch.get_num_threads()}")
+
+
+def _timed_routes(module: nn.Module, x: torch.Tensor, routes: list[str],
+                  run: Callable[[str, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+                  ) -> dict[str, Callable[[], object]]:
+    """One callable per route that runs the call's forward, and its needed gradients, on detached
+    copies of its tensors (so that nothing reaches the model's graph or gradients)."""
+    probe_x = x.detach().requires_grad_(x.requires_grad)
+    probe_w = module.weight.detach().requires_grad_(module.weight.requires_grad)
+    probe_b = None if module.bias is None else module.bias.detach().requires_grad_(module.bias.requires_grad)
+    needed = [t for t in (probe_x, probe_w, probe_b) if t is not None and t.requires_grad]
+    if not torch.is_grad_enabled():
+        needed = []
+    grad_out: list[torch.Tensor] = []
+
+    def timed(route: str) -> Callable[[], object]:
+        def call() -> object:
+            out = run(route, probe_x, probe_w, probe_b)
+            if needed:
+                if not grad_out:
+                    grad_out.append(torch.randn_like(out))
+                return torch.autograd.grad(out, needed, grad_out[0])
+            return out
+        return call
+
+    return {route: timed(route) for route in routes}
+
+
 class TunedConv2d(nn.Conv2d):
-    """``nn.Conv2d`` computed as im2col + GEMM or with rewritten stride-1 gradients where that pays."""
+    """``nn.Conv2d`` computed by the route measured fastest for each call's signature."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not plain_cpu_float32(x, self.weight):
             return super().forward(x)
+        route = conv_routes.choose_route(
+            _signature(self, x), self._flops(x), lambda: _timed_routes(self, x, self.routes(x), self.run_route))
+        return self.run_route(route, x, self.weight, self.bias)
+
+    def _flops(self, x: torch.Tensor) -> int:
         (kh, kw), (ph, pw), (sh, sw), (dh, dw) = self.kernel_size, self.padding, self.stride, self.dilation
         h_out = (x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
         w_out = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-        positions = x.shape[0] * h_out * w_out
-        if conv_by_gemm_pays(self.weight.numel(), positions):
-            return conv2d_by_gemm(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
-        if (self.stride == (1, 1) and self.dilation == (1, 1) and ph <= kh - 1 and pw <= kw - 1
-                and torch.is_grad_enabled() and self._a_gradient_route_pays(x, positions)):
-            return StrideOneConv2d.apply(x, self.weight, self.bias, self.padding)
-        return super().forward(x)
+        return 2 * self.weight.numel() * x.shape[0] * h_out * w_out
 
-    def _a_gradient_route_pays(self, x: torch.Tensor, positions: int) -> bool:
-        # looked up on the module at call time, so that tests can force either route
-        return ((x.requires_grad and conv_backward.forward_conv_input_grad_pays(
-                    self.in_channels, self.out_channels, self.kernel_size, positions))
-                or (self.weight.requires_grad and conv_backward.gemm_weight_grad_pays(
-                    self.in_channels, self.out_channels, positions)))
+    def routes(self, x: torch.Tensor) -> list[str]:
+        """The routes that compute this call (``native`` first)."""
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        routes = [NATIVE]
+        if _columns_fit(self.in_channels * kh * kw * self._flops(x) // (2 * self.weight.numel()), self.weight, x):
+            routes.append("gemm")
+        stride_one = self.stride == (1, 1) and self.dilation == (1, 1)
+        if stride_one and (kh, kw) == (3, 3) and ph <= 2 and pw <= 2:
+            routes.append("winograd")
+        if stride_one and ph <= kh - 1 and pw <= kw - 1 and torch.is_grad_enabled():
+            if x.requires_grad:
+                routes.append("grad_x_by_conv")
+            if self.weight.requires_grad:
+                routes.append("grad_w_by_gemm")
+            if x.requires_grad and self.weight.requires_grad:
+                routes.append("grads_by_conv_and_gemm")
+        return routes
+
+    def run_route(self, route: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """This convolution of ``x`` computed by ``route`` (one of :meth:`routes`)."""
+        if route == "gemm":
+            return conv2d_by_gemm(x, weight, bias, self.stride, self.padding, self.dilation)
+        if route == "winograd":
+            return WinogradConv2d.apply(x, weight, bias, self.padding)
+        if route in ("grad_x_by_conv", "grad_w_by_gemm", "grads_by_conv_and_gemm"):
+            return StrideOneConv2d.apply(x, weight, bias, self.padding, route != "grad_w_by_gemm",
+                                         route != "grad_x_by_conv")
+        return self._conv_forward(x, weight, bias)
 
 
 class TunedConvTranspose2d(nn.ConvTranspose2d):
-    """``nn.ConvTranspose2d`` computed as one GEMM + fold where that pays."""
+    """``nn.ConvTranspose2d`` computed by the route measured fastest for each call's signature."""
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if output_size is None and plain_cpu_float32(x, self.weight) and (
-                conv_transpose_by_gemm_pays(self.weight.numel(), x.shape[0] * x.shape[2] * x.shape[3],
-                                            self.out_channels)):
-            return conv_transpose2d_by_gemm(x, self.weight, self.bias, self.stride, self.padding,
-                                            self.output_padding, self.dilation)
-        return super().forward(x, output_size)
+        if output_size is not None or not plain_cpu_float32(x, self.weight):
+            return super().forward(x, output_size)
+        flops = 2 * self.weight.numel() * x.shape[0] * x.shape[2] * x.shape[3]
+        route = conv_routes.choose_route(
+            _signature(self, x), flops, lambda: _timed_routes(self, x, self.routes(x), self.run_route))
+        return self.run_route(route, x, self.weight, self.bias)
+
+    def routes(self, x: torch.Tensor) -> list[str]:
+        """The routes that compute this call (``native`` first)."""
+        columns = self.out_channels * self.kernel_size[0] * self.kernel_size[1] * x.shape[0] * x.shape[2] * x.shape[3]
+        return [NATIVE, "gemm"] if _columns_fit(columns, self.weight, x) else [NATIVE]
+
+    def run_route(self, route: str, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """This transposed convolution of ``x`` computed by ``route`` (one of :meth:`routes`)."""
+        if route == "gemm":
+            return conv_transpose2d_by_gemm(x, weight, bias, self.stride, self.padding, self.output_padding,
+                                            self.dilation)
+        return nn.functional.conv_transpose2d(x, weight, bias, self.stride, self.padding, self.output_padding,
+                                              self.groups, self.dilation)
 
 
 def _tuned_class(module: nn.Module) -> type[nn.Module] | None:

@@ -8,32 +8,16 @@ pix2pix step at 256 px, weight reorders were about a fifth of oneDNN's time (ONE
 convolution) read the weights in place, and autograd differentiates them into the matching GEMMs
 and unfold/fold. Same maths, float rounding aside.
 
-Taken where the weights have at least ``GEMM_MIN_WEIGHTS_PER_POSITION`` elements per output
-position of the GEMM (N * H_out * W_out for a convolution, N * H_in * W_in for a transposed one),
-and for transposed convolutions with at most 4 output channels (a U-Net's image head). Measured
-forward + backward, 2 threads, the two formulations alternating (``python benchmarks/conv_backward.py
---gemm``): the U-Net levels at 2x2-16x16 1.3-3.5x, the 32 px shapes U-Net's inner levels 1.4-1.6x,
-the image head 1.6x; below the threshold it loses (0.68-0.96x).
+Measured forward + backward on the Xeon host, 2 threads (``python benchmarks/conv_backward.py --gemm``):
+the U-Net levels at 2x2-16x16 1.3-3.5x, the 32 px shapes U-Net's inner levels 1.4-1.6x, a U-Net's
+image head (a transposed convolution to 3 channels) 1.6x; layers whose maps outweigh their weights
+lose (0.68-0.96x). Whether it pays for a layer is measured on the machine that trains
+(:mod:`ganzoo.layers.conv_routes`).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-GEMM_MIN_WEIGHTS_PER_POSITION = 4096
-#: Layers with at most this many output channels (image and PatchGAN heads) fit oneDNN's kernels
-#: poorly; the rewritten forms pay there whatever the weights (also for the stride-1 gradients).
-HEAD_MAX_OUT_CHANNELS = 4
-
-
-def conv_by_gemm_pays(weight_numel: int, positions: int) -> bool:
-    """Whether a convolution should run as im2col + GEMM (``positions``: N * H_out * W_out)."""
-    return weight_numel >= GEMM_MIN_WEIGHTS_PER_POSITION * positions
-
-
-def conv_transpose_by_gemm_pays(weight_numel: int, positions: int, out_channels: int) -> bool:
-    """Whether a transposed convolution should run as GEMM + fold (``positions``: N * H_in * W_in)."""
-    return conv_by_gemm_pays(weight_numel, positions) or out_channels <= HEAD_MAX_OUT_CHANNELS
 
 
 def conv2d_by_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

@@ -118,11 +118,11 @@ TRAIN: dict[str, Key] = {
     "precision": Key("fp32", str, "floating-point precision", choices=("fp32", "bf16", "fp16")),
     "channels_last": Key(False, bool, "channels-last memory format"),
     "compile": Key(False, bool, "torch.compile the networks"),
-    "tuned_cpu_convs": Key(True, bool, "float32 CPU convolutions take the fastest equivalent formulation measured "
-                           "for their sizes: im2col + GEMM where the weights outweigh the maps (U-Net inner levels), "
-                           "stride-1 gradients from a forward convolution and shifted GEMMs (ResNet blocks, heads), "
-                           "oneDNN otherwise; the same maths (ganzoo/layers/cpu_convs.py); off under compile, no "
-                           "effect on CUDA"),
+    "tuned_cpu_convs": Key(True, bool, "float32 CPU convolutions take the fastest of several equivalent "
+                           "formulations, timed per layer signature on first use (like cudnn.benchmark) and recorded "
+                           "in checkpoints: oneDNN, im2col + GEMM, Winograd F(4x4, 3x3), stride-1 gradients by "
+                           "forward convolution / shifted GEMMs; the same maths, other rounding "
+                           "(ganzoo/layers/cpu_convs.py); off under compile, no effect on CUDA"),
     "parallel_branches": Key(True, bool, "run independent parts of a step (BicycleGAN's D and D2 updates) side "
                              "by side on CPU threads, one intra-op thread each: the same maths, 0.89-0.94x the "
                              "step on 2 cores at 32-256 px; in turn on CUDA, in distributed runs and on one thread "

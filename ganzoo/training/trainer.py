@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from ganzoo.errors import CheckpointError, ComponentError, DataError, GanzooError, RecipeError
 from ganzoo.data.collate import collate_items
 from ganzoo.data.screening import drop_unreadable_images
+from ganzoo.layers import conv_routes
 from ganzoo.models.assembly import apply_speed_switches
 from ganzoo.registry import build, get_component
 from ganzoo.training.checkpoint import CheckpointDir, estimate_checkpoint_bytes, load_network_state
@@ -228,6 +229,7 @@ class Trainer:
             "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
             "model_state": self.model.extra_state(),
             "rng": rng_state(),
+            "conv_routes": conv_routes.route_table(),
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
@@ -261,6 +263,8 @@ class Trainer:
         elif self.ema is not None:  # train.ema switched on for a resumed run: the average starts here
             self.ema = GeneratorEMA(self.model, self.ema.decay)
         set_rng_state(payload["rng"])
+        # the kernels the run chose so far, so that it goes on computing (and rounding) as before
+        conv_routes.restore_route_table(payload.get("conv_routes", {}))
         self.step = int(payload["step"])
         self.dist.seed_rank_stream(int(self.recipe["train"]["seed"]), self.step)
 

@@ -1,0 +1,190 @@
+"""3x3 stride-1 convolutions by Winograd's minimal filtering F(4x4, 3x3) (part of ``train.tuned_cpu_convs``).
+
+A 3x3 convolution over a 6x6 input tile gives a 4x4 output tile. Winograd's algorithm (Lavin & Gray,
+"Fast Algorithms for Convolutional Neural Networks", 2016) computes it with 36 multiplications
+instead of 144, after fixed linear transforms of the input tile (``B^T d B``), the filter (``G g G^T``)
+and the product (``A^T m A``), built on the interpolation points 0, +-1, +-2 and infinity. Over many
+channels the multiplications become 36 independent matrix products (output channels x input
+channels x tiles), so the arithmetic of a layer drops 4x and the rest is memory-bound transforms.
+The maths are those of the convolution; only the rounding differs (about 1e-5 relative in float32,
+as cuDNN's Winograd kernels; F(2x2, 3x3), tried first, rounds 10x closer but was slower everywhere).
+
+Both gradients use the same algorithm: the input gradient of a stride-1 convolution is a
+convolution of the padded output gradient with the flipped, transposed filter, and the weight
+gradient is the exact adjoint of the forward's transforms (one batched product in the transformed
+domain). The transformed input is recomputed in the backward rather than saved (it is 2.25x the
+input's size), and every intermediate lives in a reused workspace. A backward that itself builds a
+graph (a gradient penalty) goes through PyTorch's own kernels.
+
+Measured forward + backward against oneDNN on the 2-core AMD EPYC host (2 threads, best of 9): the
+CycleGAN generator's ResNet blocks (256 channels) at 128 px 1.10x (batch 1) and 1.25x (batch 2), at
+256 px 1.60x and 1.66x. Whether it pays for a layer on the machine that trains is measured
+(:mod:`ganzoo.layers.conv_routes`).
+"""
+from __future__ import annotations
+
+import threading
+
+import torch
+import torch.nn.functional as F
+
+#: Output tile side, and input tile side (tile + kernel - 1).
+TILE = 4
+SPAN = TILE + 2
+# The 1-D transforms. A 2-D transform X^T d X of a tile is kron(X^T, X^T) applied to the tile
+# flattened row by row, so each transform is one matrix product over all tiles and channels.
+_INPUT_T = torch.tensor([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                         [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=torch.float32)
+_FILTER = torch.tensor([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                        [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], dtype=torch.float64)
+_OUTPUT_T = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+                         dtype=torch.float32)
+_INPUT_2D = torch.kron(_INPUT_T, _INPUT_T)  # 36 x 36
+_FILTER_2D = torch.kron(_FILTER, _FILTER)  # 36 x 9, exact in float64, rounded once per dtype
+_OUTPUT_2D = torch.kron(_OUTPUT_T, _OUTPUT_T)  # 16 x 36
+POINTS = SPAN * SPAN
+
+
+# Per thread: the model's parallel branches (``train.parallel_branches``) run two backwards at once.
+_workspaces = threading.local()
+
+
+def _workspace(role: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """A reused buffer for one of the transforms' intermediates. The intermediates are several times a
+    layer's maps; allocated afresh on every call they fragment the heap between the step's
+    long-lived activations (peak RSS of CycleGAN's step at 128 px: +250-400 MiB), reused they cost
+    one buffer each."""
+    size = 1
+    for side in shape:
+        size *= side
+    buffers = _workspaces.__dict__
+    buffer = buffers.get(role)
+    if buffer is None or buffer.numel() < size or buffer.dtype != like.dtype:
+        buffer = buffers[role] = like.new_empty(size)
+    return buffer[:size].view(shape)
+
+
+def _transformed_filter(weight: torch.Tensor) -> torch.Tensor:
+    """(C_out, C_in, 3, 3) -> (36, C_out, C_in) (a workspace)."""
+    c_out, c_in = weight.shape[:2]
+    transformed = _workspace("filter", (POINTS, c_out * c_in), weight)
+    torch.mm(_FILTER_2D.to(weight.dtype), weight.reshape(c_out * c_in, 9).t(), out=transformed)
+    return transformed.view(POINTS, c_out, c_in)
+
+
+def _transformed_flipped_filter(weight: torch.Tensor) -> torch.Tensor:
+    """The transform of ``weight.flip(2, 3).transpose(0, 1)``, the input gradient's filter: (36, C_in, C_out)."""
+    c_out, c_in = weight.shape[:2]
+    flipped = _workspace("flipped_filter", (c_in, c_out, 3, 3), weight)
+    flipped.copy_(weight.flip(2, 3).transpose(0, 1))
+    return _transformed_filter(flipped)
+
+
+def _zero_padded(x: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    """``F.pad(x, (pw, pw, ph, ph))`` into a workspace."""
+    ph, pw = padding
+    if not (ph or pw):
+        return x
+    n, c, h, w = x.shape
+    padded = _workspace("padded", (n, c, h + 2 * ph, w + 2 * pw), x)
+    padded.zero_()
+    padded[:, :, ph:ph + h, pw:pw + w].copy_(x)
+    return padded
+
+
+def _tile_padded(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    """``x`` (unpadded for the convolution) with zero rows/columns added until the valid output's
+    sides are multiples of the tile, and the valid output's true height and width."""
+    h_out, w_out = x.shape[2] - 2, x.shape[3] - 2
+    if h_out % TILE or w_out % TILE:
+        x = F.pad(x, (0, -w_out % TILE, 0, -h_out % TILE))
+    return x, h_out, w_out
+
+
+def _transformed_input(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, Hp, Wp) with Hp - 2 and Wp - 2 multiples of the tile -> (36, C, N * tiles): overlapping
+    6x6 tiles at stride 4, transformed (a workspace, valid until the next call)."""
+    n, c, hp, wp = x.shape
+    tiles_h, tiles_w = (hp - 2) // TILE, (wp - 2) // TILE
+    tiles = _workspace("tiles", (SPAN, SPAN, c, n, tiles_h, tiles_w), x)
+    tiles.copy_(x.unfold(2, SPAN, TILE).unfold(3, SPAN, TILE).permute(4, 5, 1, 0, 2, 3))
+    transformed = _workspace("transformed_input", (POINTS, c * n * tiles_h * tiles_w), x)
+    torch.mm(_INPUT_2D.to(x.dtype), tiles.view(POINTS, -1), out=transformed)
+    return transformed.view(POINTS, c, n * tiles_h * tiles_w)
+
+
+def _valid_conv(x: torch.Tensor, filter_t: torch.Tensor) -> torch.Tensor:
+    """The unpadded ("valid") 3x3 convolution of ``x`` with a transformed filter (36, C_out, C_in)."""
+    n = x.shape[0]
+    c_out = filter_t.shape[1]
+    x, h_out, w_out = _tile_padded(x)
+    tiles_h, tiles_w = (x.shape[2] - 2) // TILE, (x.shape[3] - 2) // TILE
+    products = _workspace("products", (POINTS, c_out, n * tiles_h * tiles_w), x)
+    torch.bmm(filter_t, _transformed_input(x), out=products)
+    blocks = _workspace("output_blocks", (TILE * TILE, c_out * n * tiles_h * tiles_w), x)
+    torch.mm(_OUTPUT_2D.to(x.dtype), products.view(POINTS, -1), out=blocks)
+    out = x.new_empty(n, c_out, tiles_h, TILE, tiles_w, TILE)  # the result owns its memory, never a workspace's
+    out.copy_(blocks.view(TILE, TILE, c_out, n, tiles_h, tiles_w).permute(3, 2, 4, 0, 5, 1))
+    out = out.view(n, c_out, TILE * tiles_h, TILE * tiles_w)
+    return out if (h_out, w_out) == out.shape[2:] else out[:, :, :h_out, :w_out].contiguous()
+
+
+def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     padding: tuple[int, int]) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, stride=1, padding=padding)`` for a 3x3 ``weight``, without autograd."""
+    out = _valid_conv(_zero_padded(x, padding), _transformed_filter(weight))
+    return out if bias is None else out.add_(bias.view(1, -1, 1, 1))
+
+
+def _weight_grad(x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
+    """The weight gradient of the valid convolution of ``x`` that gave ``grad_out``: the adjoint of the
+    forward's transforms, with the tiles summed inside one batched product."""
+    x, h_out, w_out = _tile_padded(x)
+    tiles_h, tiles_w = (x.shape[2] - 2) // TILE, (x.shape[3] - 2) // TILE
+    n, c_out = grad_out.shape[:2]
+    if (TILE * tiles_h, TILE * tiles_w) != (h_out, w_out):
+        grad_out = F.pad(grad_out, (0, TILE * tiles_w - w_out, 0, TILE * tiles_h - h_out))
+    blocks = _workspace("output_blocks", (TILE, TILE, c_out, n, tiles_h, tiles_w), x)
+    blocks.copy_(grad_out.view(n, c_out, tiles_h, TILE, tiles_w, TILE).permute(3, 5, 1, 0, 2, 4))
+    grad_products = _workspace("products", (POINTS, c_out * n * tiles_h * tiles_w), x)
+    torch.mm(_OUTPUT_2D.t().to(x.dtype), blocks.view(TILE * TILE, -1), out=grad_products)
+    c_in = x.shape[1]
+    grad_filter_t = _workspace("filter", (POINTS, c_out, c_in), x)
+    torch.bmm(grad_products.view(POINTS, c_out, -1), _transformed_input(x).transpose(1, 2), out=grad_filter_t)
+    grad = _workspace("flipped_filter", (9, c_out * c_in), x)
+    torch.mm(_FILTER_2D.t().to(x.dtype), grad_filter_t.view(POINTS, c_out * c_in), out=grad)
+    return grad.t().contiguous().view(c_out, c_in, 3, 3)  # a copy (reshape could return a workspace view)
+
+
+class WinogradConv2d(torch.autograd.Function):
+    """``F.conv2d(x, weight, bias, stride=1, padding)`` for 3x3 filters, forward and gradients by Winograd."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                padding: tuple[int, int]) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding = padding
+        ctx.has_bias = bias is not None
+        return winograd_conv3x3(x, weight, bias, padding)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        ph, pw = ctx.padding
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        need_b = ctx.has_bias and ctx.needs_input_grad[2]
+        if torch.is_grad_enabled():
+            # create_graph=True (a gradient penalty): PyTorch's own backward is twice differentiable.
+            grads = torch.ops.aten.convolution_backward(
+                grad_out, x, weight, [weight.shape[0]] if ctx.has_bias else None, [1, 1], [ph, pw], [1, 1],
+                False, [0, 0], 1, [need_x, need_w, need_b])
+            return grads[0], grads[1], grads[2], None
+        grad_out = grad_out.contiguous()
+        grad_x = grad_w = grad_b = None
+        if need_x:
+            grad_x = _valid_conv(_zero_padded(grad_out, (2 - ph, 2 - pw)), _transformed_flipped_filter(weight))
+        if need_w:
+            grad_w = _weight_grad(_zero_padded(x, (ph, pw)), grad_out)
+        if need_b:
+            grad_b = grad_out.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None
