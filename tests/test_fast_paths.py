@@ -430,7 +430,7 @@ def force_conv_route(monkeypatch: pytest.MonkeyPatch, route: str, everywhere: bo
     where its column matrix would outgrow the weights and the input."""
     from ganzoo.layers import conv_routes, cpu_convs
 
-    def forced(signature: str, flops: int, timed_routes: Any) -> str:
+    def forced(signature: str, timed: bool, timed_routes: Any) -> str:
         return route if route in timed_routes() else conv_routes.NATIVE
 
     monkeypatch.setattr(conv_routes, "choose_route", forced)
@@ -628,13 +628,15 @@ def test_choose_route_measures_once_and_skips_small_layers(empty_route_table: An
         calls.append("measured")
         return {"native": lambda: None, "gemm": lambda: None}
 
-    assert routes.choose_route("small", routes.MEASURED_MIN_FLOPS - 1, timed_routes) == "native"
+    assert not routes.worth_timing(routes.TIMED_MIN_FLOPS - 1, routes.TIMED_MIN_WEIGHTS - 1)
+    assert routes.worth_timing(routes.TIMED_MIN_FLOPS, 0) and routes.worth_timing(0, routes.TIMED_MIN_WEIGHTS)
+    assert routes.choose_route("small", False, timed_routes) == "native"
     assert calls == [] and routes.route_table() == {}
-    first = routes.choose_route("big", routes.MEASURED_MIN_FLOPS, timed_routes)
+    first = routes.choose_route("big", True, timed_routes)
     assert calls == ["measured"] and routes.route_table() == {"big": first}
-    assert routes.choose_route("big", routes.MEASURED_MIN_FLOPS, timed_routes) == first and len(calls) == 1
+    assert routes.choose_route("big", True, timed_routes) == first and len(calls) == 1
     routes.restore_route_table({"big": "gemm"})  # a resumed run's table wins
-    assert routes.choose_route("big", routes.MEASURED_MIN_FLOPS, timed_routes) == "gemm" and len(calls) == 1
+    assert routes.choose_route("big", True, timed_routes) == "gemm" and len(calls) == 1
 
 
 def test_a_real_layer_is_measured_and_its_choice_recorded(empty_route_table: Any) -> None:

@@ -91,8 +91,9 @@ class TunedConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not plain_cpu_float32(x, self.weight):
             return super().forward(x)
+        timed = conv_routes.worth_timing(self._flops(x), self.weight.numel())
         route = conv_routes.choose_route(
-            _signature(self, x), self._flops(x), lambda: _timed_routes(self, x, self.routes(x), self.run_route))
+            _signature(self, x), timed, lambda: _timed_routes(self, x, self.routes(x), self.run_route))
         return self.run_route(route, x, self.weight, self.bias)
 
     def _flops(self, x: torch.Tensor) -> int:
@@ -138,8 +139,9 @@ class TunedConvTranspose2d(nn.ConvTranspose2d):
         if output_size is not None or not plain_cpu_float32(x, self.weight):
             return super().forward(x, output_size)
         flops = 2 * self.weight.numel() * x.shape[0] * x.shape[2] * x.shape[3]
+        timed = conv_routes.worth_timing(flops, self.weight.numel())
         route = conv_routes.choose_route(
-            _signature(self, x), flops, lambda: _timed_routes(self, x, self.routes(x), self.run_route))
+            _signature(self, x), timed, lambda: _timed_routes(self, x, self.routes(x), self.run_route))
         return self.run_route(route, x, self.weight, self.bias)
 
     def routes(self, x: torch.Tensor) -> list[str]:
