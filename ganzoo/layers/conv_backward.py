@@ -53,6 +53,23 @@ def weight_grad_by_shifted_gemms(x: torch.Tensor, grad_out: torch.Tensor, kernel
     return out.permute(2, 3, 0, 1).contiguous()
 
 
+def needed_grads(ctx: torch.autograd.function.FunctionCtx) -> tuple[bool, bool, bool]:
+    """Which of (input, weight, bias) a convolution Function saved with ``ctx.has_bias`` must return."""
+    need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]  # type: ignore[attr-defined]
+    return need_x, need_w, ctx.has_bias and ctx.needs_input_grad[2]  # type: ignore[attr-defined]
+
+
+def native_stride_one_grads(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, has_bias: bool,
+                            padding: tuple[int, int], needed: tuple[bool, bool, bool]
+                            ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """PyTorch's own gradients of ``F.conv2d(x, weight, bias, 1, padding)`` (input, weight, bias, where
+    ``needed``): twice differentiable, for a backward that builds a graph (a gradient penalty)."""
+    grads = torch.ops.aten.convolution_backward(
+        grad_out, x, weight, [weight.shape[0]] if has_bias else None, [1, 1], list(padding), [1, 1],
+        False, [0, 0], 1, list(needed))
+    return grads[0], grads[1], grads[2]
+
+
 class StrideOneConv2d(torch.autograd.Function):
     """``F.conv2d(x, weight, bias, stride=1, padding)`` whose backward computes the input gradient as a
     forward convolution (``input_grad_by_conv``) and/or the weight gradient as shifted GEMMs
@@ -71,14 +88,10 @@ class StrideOneConv2d(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
         ph, pw = ctx.padding
-        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        need_b = ctx.has_bias and ctx.needs_input_grad[2]
-        if torch.is_grad_enabled():
-            # create_graph=True (a gradient penalty): PyTorch's own backward is twice differentiable.
-            grads = torch.ops.aten.convolution_backward(
-                grad_out, x, weight, [weight.shape[0]] if ctx.has_bias else None, [1, 1], [ph, pw], [1, 1],
-                False, [0, 0], 1, [need_x, need_w, need_b])
-            return grads[0], grads[1], grads[2], None, None, None
+        need_x, need_w, need_b = needed_grads(ctx)
+        if torch.is_grad_enabled():  # create_graph=True
+            return *native_stride_one_grads(grad_out, x, weight, ctx.has_bias, ctx.padding,
+                                            (need_x, need_w, need_b)), None, None, None
         grad_out = grad_out.contiguous()
         kh, kw = weight.shape[2:]
         x_by_conv, w_by_gemm = need_x and ctx.routes[0], need_w and ctx.routes[1]

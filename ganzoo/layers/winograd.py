@@ -30,6 +30,8 @@ import threading
 import torch
 import torch.nn.functional as F
 
+from ganzoo.layers.conv_backward import native_stride_one_grads, needed_grads
+
 #: Output tile side, and input tile side (tile + kernel - 1).
 TILE = 4
 SPAN = TILE + 2
@@ -225,14 +227,10 @@ class WinogradConv2d(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
         ph, pw = ctx.padding
-        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        need_b = ctx.has_bias and ctx.needs_input_grad[2]
-        if torch.is_grad_enabled():
-            # create_graph=True (a gradient penalty): PyTorch's own backward is twice differentiable.
-            grads = torch.ops.aten.convolution_backward(
-                grad_out, x, weight, [weight.shape[0]] if ctx.has_bias else None, [1, 1], [ph, pw], [1, 1],
-                False, [0, 0], 1, [need_x, need_w, need_b])
-            return grads[0], grads[1], grads[2], None
+        need_x, need_w, need_b = needed_grads(ctx)
+        if torch.is_grad_enabled():  # create_graph=True
+            return *native_stride_one_grads(grad_out, x, weight, ctx.has_bias, ctx.padding,
+                                            (need_x, need_w, need_b)), None
         grad_out = grad_out.contiguous()
         grad_x = grad_w = grad_b = None
         padded, _, _ = _tile_padded(_zero_padded(x, (ph, pw)))
