@@ -22,6 +22,7 @@ import resource
 import statistics
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ganzoo.errors import GanzooError
+from ganzoo.layers import conv_routes
 from ganzoo.models.assembly import apply_speed_switches
 from ganzoo.registry import get_component
 from ganzoo.training.device import resolve_device
@@ -68,6 +70,7 @@ class BenchResult:
     channels_last: bool = False
     compiled: bool = False
     tuned_cpu_convs: bool = False  # train.tuned_cpu_convs took effect (CPU, fp32, not compiled)
+    conv_routes: dict[str, int] = field(default_factory=dict)  # signatures timed in this process, by route
     warning: str | None = None  # why the precision will likely be slow here
 
     @property
@@ -233,6 +236,7 @@ def run_benchmark(recipe: dict[str, Any], *, steps: int = 10, warmup: int = 2, c
         tuned_cpu_convs=bool(recipe["train"].get("tuned_cpu_convs", True) and device.type == "cpu"
                                 and precision == "fp32" and not recipe["train"].get("channels_last")
                                 and not recipe["train"].get("compile")),
+        conv_routes=dict(Counter(conv_routes.route_table().values())),
         warning=model.precision.warning,
     )
 

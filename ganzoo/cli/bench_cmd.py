@@ -51,6 +51,9 @@ def bench_command(recipe: str, overrides: tuple[str, ...], steps: int, warmup: i
         ("images/s", f"{result.images_per_s:.2f}"),
         ("peak memory", f"{result.peak_memory_bytes / 2**20:,.0f} MiB ({result.memory_kind})"),
     ]
+    if result.conv_routes:
+        rows.append(("conv routes", ", ".join(f"{route} {count}" for route, count in sorted(result.conv_routes.items()))
+                     + " (layer signatures, timed on first use)"))
     if result.flops_per_step:
         rows.append(("FLOP/step", f"{result.flops_per_step / 1e9:,.2f} GFLOP"))
         rows.append(("achieved", f"{result.achieved_tflops * 1000:,.1f} GFLOP/s"))
