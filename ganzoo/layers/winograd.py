@@ -7,18 +7,20 @@ and the product (``A^T m A``), built on the interpolation points 0, +-1, +-2 and
 channels the multiplications become 36 independent matrix products (output channels x input
 channels x tiles), so the arithmetic of a layer drops 4x and the rest is memory-bound transforms.
 The maths are those of the convolution; only the rounding differs (about 1e-5 relative in float32,
-as cuDNN's Winograd kernels; F(2x2, 3x3), tried first, rounds 10x closer but was slower everywhere).
+as cuDNN's Winograd kernels; F(2x2, 3x3), tried first, rounds 10x closer but was no faster at 128 px
+and 1.3x slower at 256 px).
 
-Both gradients use the same algorithm: the input gradient of a stride-1 convolution is a
-convolution of the padded output gradient with the flipped, transposed filter, and the weight
-gradient is the exact adjoint of the forward's transforms (one batched product in the transformed
-domain). The transformed input is recomputed in the backward rather than saved (it is 2.25x the
-input's size), and every intermediate lives in a reused workspace. A backward that itself builds a
-graph (a gradient penalty) goes through PyTorch's own kernels.
+Both gradients are the exact adjoint of the forward's transforms: the output gradient is carried
+back through the output transform once, then one batched product with the filter's transform
+gives the input gradient (through the input transform's adjoint, the overlapping tiles added up)
+and one with the input's transform gives the weight gradient, the tiles summed inside the product.
+The transformed input is recomputed in the backward rather than saved (it is 2.25x the input's
+size), and every intermediate lives in a reused per-thread workspace. A backward that itself
+builds a graph (a gradient penalty) goes through PyTorch's own kernels.
 
-Measured forward + backward against oneDNN on the 2-core AMD EPYC host (2 threads, best of 9): the
-CycleGAN generator's ResNet blocks (256 channels) at 128 px 1.10x (batch 1) and 1.25x (batch 2), at
-256 px 1.60x and 1.66x. Whether it pays for a layer on the machine that trains is measured
+Measured forward + backward against oneDNN on the 2-core AMD EPYC host (2 threads, best of 8-9): the
+CycleGAN generator's ResNet blocks (256 channels, 32x32 maps) 1.31-1.41x at batch 1 and 1.46-1.56x at
+batch 2; on 64x64 maps 1.72x. Whether it pays for a layer on the machine that trains is measured
 (:mod:`ganzoo.layers.conv_routes`).
 """
 from __future__ import annotations
