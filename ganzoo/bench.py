@@ -199,6 +199,15 @@ def run_benchmark(recipe: dict[str, Any], *, steps: int = 10, warmup: int = 2, c
         raise GanzooError(f"--steps must be at least 1, got {steps}")
     if warmup < 0:
         raise GanzooError(f"--warmup cannot be negative, got {warmup}")
+    retiming, conv_routes.retiming = conv_routes.retiming, False  # no route timing among the timed steps
+    try:
+        return _run_benchmark(recipe, steps, warmup, count_flops, peak_tflops, source)
+    finally:
+        conv_routes.retiming = retiming
+
+
+def _run_benchmark(recipe: dict[str, Any], steps: int, warmup: int, count_flops: bool,
+                   peak_tflops: float | None, source: str) -> BenchResult:
     device = resolve_device(recipe["train"]["device"])
     precision = recipe["train"].get("precision", "fp32")
     model = build_model(recipe, device)

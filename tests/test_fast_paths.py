@@ -639,6 +639,44 @@ def test_choose_route_measures_once_and_skips_small_layers(empty_route_table: An
     assert routes.choose_route("big", True, timed_routes) == "gemm" and len(calls) == 1
 
 
+def test_a_choice_is_timed_once_more_later_and_the_best_times_decide(empty_route_table: Any,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    routes = empty_route_table
+    phases = iter([{"native": 0.01, "gemm": 0.03},  # first timing: gemm in a slow phase
+                   {"native": 0.01, "gemm": 0.002}])  # second timing: gemm at its real speed
+    timings: list[str] = []
+
+    def timed_routes() -> dict[str, Any]:
+        timings.append("timed")
+        seconds = next(phases)
+        return {name: (lambda s=s: time.sleep(s)) for name, s in seconds.items()}
+
+    monkeypatch.setattr(routes, "RETIME_AFTER_SECONDS", 3600.0)
+    assert routes.choose_route("layer", True, timed_routes) == "native"
+    assert routes.choose_route("layer", True, timed_routes) == "native" and timings == ["timed"]  # not yet due
+    monkeypatch.setattr(routes, "RETIME_AFTER_SECONDS", 0.0)
+    assert routes.choose_route("layer", True, timed_routes) == "gemm" and len(timings) == 2
+    assert routes.choose_route("layer", True, timed_routes) == "gemm" and len(timings) == 2  # final now
+    assert routes.route_table() == {"layer": "gemm"}
+
+
+def test_restored_choices_are_final_and_bench_does_not_retime(empty_route_table: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    routes = empty_route_table
+    monkeypatch.setattr(routes, "RETIME_AFTER_SECONDS", 0.0)
+
+    def never() -> dict[str, Any]:
+        raise AssertionError("timed again")
+
+    routes.restore_route_table({"layer": "winograd"})
+    assert routes.choose_route("layer", True, never) == "winograd"
+    monkeypatch.setattr(routes, "retiming", False)
+    assert routes.choose_route("other", True, lambda: {"native": lambda: None}) == "native"
+    assert routes.choose_route("other", True, never) == "native"  # timed once, not again
+
+
 def test_a_real_layer_is_measured_and_its_choice_recorded(empty_route_table: Any) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 

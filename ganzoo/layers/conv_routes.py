@@ -15,10 +15,14 @@ and :mod:`ganzoo.layers.winograd`.
   on 1x1-4x4 maps cost far more than their FLOPs say.)
 - A rewrite must beat the native kernels by :data:`REWRITE_MARGIN`, so that noise does not flip a
   layer away from PyTorch's kernels for nothing; close calls get :data:`ROUNDS` more rounds.
+- Each choice is timed a second time :data:`RETIME_AFTER_SECONDS` later, and each route's best time
+  over both decides for good.
 
 The choices form a table (signature -> route) that every checkpoint carries (``conv_routes``) and a
 resumed run restores before its first step, so that it computes with the same kernels as the run
-it continues and its weights stay bit-identical to an uninterrupted run's. Two separate runs may
+it continues and its weights stay bit-identical to an uninterrupted run's (restored choices are
+final: a checkpoint written before a choice's second timing may leave the resumed run with the
+first-timing choice where the uninterrupted run changed its mind). Two separate runs may
 choose differently, as two cuDNN-benchmarked runs may; ``train.tuned_cpu_convs: false`` keeps
 PyTorch's kernels everywhere.
 """
@@ -38,7 +42,16 @@ REWRITE_MARGIN = 0.05
 #: Timed rounds per route, after one untimed call each (oneDNN builds its primitives on the first).
 ROUNDS = 5
 
+#: A timed signature is timed again at its first call this many seconds later, and the best time of
+#: each route over both timings decides for good. Other tenants of a shared host slow the
+#: memory-bound rewrites for seconds to minutes at a time, and a single timing in such a phase stuck
+#: for the whole run (docs/performance.md).
+RETIME_AFTER_SECONDS = 30.0
+#: Off in ``ganzoo bench``, which times steps after its warm-up and must not time routes among them.
+retiming = True
+
 _table: dict[str, str] = {}
+_provisional: dict[str, tuple[float, dict[str, float]]] = {}  # signature -> (when timed, best seconds by route)
 
 
 def route_table() -> dict[str, str]:
@@ -47,13 +60,16 @@ def route_table() -> dict[str, str]:
 
 
 def restore_route_table(table: Mapping[str, str]) -> None:
-    """Take over choices made earlier (a resumed run's checkpoint); they win over new measurements."""
-    _table.update({str(k): str(v) for k, v in table.items()})
+    """Take over choices made earlier (a resumed run's checkpoint); they are final."""
+    for signature, route in table.items():
+        _table[str(signature)] = str(route)
+        _provisional.pop(str(signature), None)
 
 
 def clear_route_table() -> None:
     """Forget every choice (tests; a new run in the same process)."""
     _table.clear()
+    _provisional.clear()
 
 
 def worth_timing(flops: int, weights: int) -> bool:
@@ -61,10 +77,9 @@ def worth_timing(flops: int, weights: int) -> bool:
     return flops >= TIMED_MIN_FLOPS or weights >= TIMED_MIN_WEIGHTS
 
 
-def fastest_route(routes: Mapping[str, Callable[[], object]], rounds: int = ROUNDS) -> str:
-    """The route whose call is fastest (best of ``rounds``, the routes alternating so that the
-    machine's drift hits all alike); ``native`` unless a rewrite beats it by :data:`REWRITE_MARGIN`.
-    Where the best rewrite is within three margins of native, ``rounds`` more rounds decide."""
+def route_seconds(routes: Mapping[str, Callable[[], object]], rounds: int = ROUNDS) -> dict[str, float]:
+    """Each route's best time over ``rounds`` (the routes alternating, so that the machine's drift
+    hits all alike); where the best rewrite is within three margins of native, ``rounds`` more."""
     for run in routes.values():
         run()
     best = {name: float("inf") for name in routes}
@@ -77,18 +92,29 @@ def fastest_route(routes: Mapping[str, Callable[[], object]], rounds: int = ROUN
                 best[name] = min(best[name], time.perf_counter() - start)
 
     time_rounds()
-    if NATIVE not in best:
-        return min(best, key=best.__getitem__)
     rewrites = [name for name in best if name != NATIVE]
-    if rewrites and abs(1 - min(best[name] for name in rewrites) / best[NATIVE]) < 3 * REWRITE_MARGIN:
+    if NATIVE in best and rewrites and abs(1 - min(best[name] for name in rewrites) / best[NATIVE]) < 3 * REWRITE_MARGIN:
         time_rounds()
-    winner = min(best, key=best.__getitem__)
-    return NATIVE if best[winner] > best[NATIVE] * (1 - REWRITE_MARGIN) else winner
+    return best
+
+
+def fastest_of(seconds: Mapping[str, float]) -> str:
+    """The fastest route; ``native`` unless a rewrite beats it by :data:`REWRITE_MARGIN`."""
+    winner = min(seconds, key=seconds.__getitem__)
+    if NATIVE in seconds and seconds[winner] > seconds[NATIVE] * (1 - REWRITE_MARGIN):
+        return NATIVE
+    return winner
+
+
+def fastest_route(routes: Mapping[str, Callable[[], object]], rounds: int = ROUNDS) -> str:
+    """:func:`fastest_of` the routes' :func:`route_seconds`."""
+    return fastest_of(route_seconds(routes, rounds))
 
 
 def choose_route(signature: str, timed: bool, timed_routes: Callable[[], Mapping[str, Callable[[], object]]]) -> str:
     """The route for a call with ``signature``: the table's, else (where ``timed``, see
-    :func:`worth_timing`) measured now and remembered, else native.
+    :func:`worth_timing`) measured now and remembered, else native. A choice measured in this
+    process is measured once more :data:`RETIME_AFTER_SECONDS` later (see there).
 
     ``timed_routes`` builds, only when a measurement is due, one callable per eligible route that
     runs the call's forward (and its needed gradients) once.
@@ -98,10 +124,17 @@ def choose_route(signature: str, timed: bool, timed_routes: Callable[[], Mapping
         # fewer multiplications, and no probes.
         return NATIVE
     route = _table.get(signature)
-    if route is not None:
+    pending = _provisional.get(signature)
+    if route is not None and (pending is None or not retiming
+                              or time.monotonic() - pending[0] < RETIME_AFTER_SECONDS):
         return route
-    if not timed:
+    if route is None and not timed:
         return NATIVE
-    route = fastest_route(timed_routes())
-    _table[signature] = route
+    seconds = route_seconds(timed_routes())
+    if pending is not None:
+        del _provisional[signature]
+        seconds = {name: min(t, pending[1].get(name, t)) for name, t in seconds.items()}
+    elif retiming:
+        _provisional[signature] = (time.monotonic(), seconds)
+    route = _table[signature] = fastest_of(seconds)
     return route
