@@ -662,6 +662,36 @@ def test_a_choice_is_timed_once_more_later_and_the_best_times_decide(empty_route
     assert routes.route_table() == {"layer": "gemm"}
 
 
+def test_two_threads_meeting_one_signature_time_it_once_each_round(empty_route_table: Any,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """BicycleGAN's D and D2 updates run side by side and share their layers' signatures."""
+    import threading
+    import time
+
+    routes = empty_route_table
+    monkeypatch.setattr(routes, "RETIME_AFTER_SECONDS", 0.0)
+    timings: list[int] = []
+    errors: list[BaseException] = []
+
+    def timed_routes() -> dict[str, Any]:
+        timings.append(1)
+        return {"native": lambda: time.sleep(0.001), "gemm": lambda: time.sleep(0.002)}
+
+    def worker() -> None:
+        try:
+            for _ in range(20):
+                assert routes.choose_route("shared", True, timed_routes) == "native"
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(timings) == 2  # timed, then timed again once, then final
+
+
 def test_restored_choices_are_final_and_bench_does_not_retime(empty_route_table: Any,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     routes = empty_route_table

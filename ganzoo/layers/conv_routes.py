@@ -28,6 +28,7 @@ PyTorch's kernels everywhere.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -51,6 +52,7 @@ RETIME_AFTER_SECONDS = 30.0
 retiming = True
 
 _table: dict[str, str] = {}
+_timing = threading.Lock()
 _provisional: dict[str, tuple[float, dict[str, float]]] = {}  # signature -> (when timed, best seconds by route)
 
 
@@ -124,17 +126,24 @@ def choose_route(signature: str, timed: bool, timed_routes: Callable[[], Mapping
         # fewer multiplications, and no probes.
         return NATIVE
     route = _table.get(signature)
-    pending = _provisional.get(signature)
-    if route is not None and (pending is None or not retiming
-                              or time.monotonic() - pending[0] < RETIME_AFTER_SECONDS):
+    if route is not None and not _retime_due(signature):
         return route
     if route is None and not timed:
         return NATIVE
-    seconds = route_seconds(timed_routes())
-    if pending is not None:
-        del _provisional[signature]
-        seconds = {name: min(t, pending[1].get(name, t)) for name, t in seconds.items()}
-    elif retiming:
-        _provisional[signature] = (time.monotonic(), seconds)
-    route = _table[signature] = fastest_of(seconds)
+    with _timing:  # parallel branches (train.parallel_branches) may meet the same signature at once
+        route = _table.get(signature)
+        if route is not None and not _retime_due(signature):
+            return route  # the other thread just timed it
+        seconds = route_seconds(timed_routes())
+        pending = _provisional.pop(signature, None)
+        if pending is not None:
+            seconds = {name: min(t, pending[1].get(name, t)) for name, t in seconds.items()}
+        elif retiming:
+            _provisional[signature] = (time.monotonic(), seconds)
+        route = _table[signature] = fastest_of(seconds)
     return route
+
+
+def _retime_due(signature: str) -> bool:
+    pending = _provisional.get(signature)
+    return pending is not None and retiming and time.monotonic() - pending[0] >= RETIME_AFTER_SECONDS
