@@ -722,6 +722,17 @@ def test_a_real_layer_is_measured_and_its_choice_recorded(empty_route_table: Any
     assert x.grad is None and fast.weight.grad is None  # the probes leave no gradients behind
 
 
+def test_a_route_that_cannot_compute_the_call_falls_back_to_native(empty_route_table: Any) -> None:
+    fast, plain = _conv_pair(128, 128, 4, 1)  # 4x4: no Winograd
+    x = torch.randn(1, 128, 16, 16, requires_grad=True)
+    from ganzoo.layers.cpu_convs import _signature
+
+    empty_route_table.restore_route_table({_signature(fast, x): "winograd", "unrelated": "no-such-route"})
+    out = fast(x)
+    assert "ConvolutionBackward" in type(out.grad_fn).__name__
+    torch.testing.assert_close(out, plain(x), rtol=0, atol=0)
+
+
 def test_small_convolutions_keep_pytorchs_own_function(empty_route_table: Any) -> None:
     fast, _ = _conv_pair(8, 8, 3, 1)  # far below the measured size: no custom function, nothing timed
     out = fast(torch.randn(2, 8, 6, 6, requires_grad=True))

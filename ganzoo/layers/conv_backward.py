@@ -53,10 +53,21 @@ def weight_grad_by_shifted_gemms(x: torch.Tensor, grad_out: torch.Tensor, kernel
     return out.permute(2, 3, 0, 1).contiguous()
 
 
-def needed_grads(ctx: torch.autograd.function.FunctionCtx) -> tuple[bool, bool, bool]:
-    """Which of (input, weight, bias) a convolution Function saved with ``ctx.has_bias`` must return."""
-    need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]  # type: ignore[attr-defined]
-    return need_x, need_w, ctx.has_bias and ctx.needs_input_grad[2]  # type: ignore[attr-defined]
+def save_conv(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, weight: torch.Tensor,
+              bias: torch.Tensor | None, padding: tuple[int, int]) -> None:
+    """What a stride-1 convolution Function's backward needs: the input, the weights, the padding and
+    whether there is a bias (its gradient is the output gradient's sum)."""
+    ctx.save_for_backward(x, weight)
+    ctx.padding = padding  # type: ignore[attr-defined]
+    ctx.has_bias = bias is not None  # type: ignore[attr-defined]
+
+
+def saved_conv(ctx: torch.autograd.function.FunctionCtx
+               ) -> tuple[torch.Tensor, torch.Tensor, tuple[bool, bool, bool]]:
+    """The input and weights :func:`save_conv` kept, and which of (input, weight, bias) need a gradient."""
+    x, weight = ctx.saved_tensors  # type: ignore[attr-defined]
+    needs = ctx.needs_input_grad  # type: ignore[attr-defined]
+    return x, weight, (needs[0], needs[1], ctx.has_bias and needs[2])  # type: ignore[attr-defined]
 
 
 def native_stride_one_grads(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, has_bias: bool,
@@ -78,20 +89,17 @@ class StrideOneConv2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int],
                 input_grad_by_conv: bool = True, weight_grad_by_gemm: bool = True) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.padding = padding
-        ctx.has_bias = bias is not None
+        save_conv(ctx, x, weight, bias, padding)
         ctx.routes = (input_grad_by_conv, weight_grad_by_gemm)
         return F.conv2d(x, weight, bias, 1, padding)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        x, weight = ctx.saved_tensors
-        ph, pw = ctx.padding
-        need_x, need_w, need_b = needed_grads(ctx)
+        x, weight, needed = saved_conv(ctx)
         if torch.is_grad_enabled():  # create_graph=True
-            return *native_stride_one_grads(grad_out, x, weight, ctx.has_bias, ctx.padding,
-                                            (need_x, need_w, need_b)), None, None, None
+            return *native_stride_one_grads(grad_out, x, weight, ctx.has_bias, ctx.padding, needed), None, None, None
+        need_x, need_w, need_b = needed
+        ph, pw = ctx.padding
         grad_out = grad_out.contiguous()
         kh, kw = weight.shape[2:]
         x_by_conv, w_by_gemm = need_x and ctx.routes[0], need_w and ctx.routes[1]

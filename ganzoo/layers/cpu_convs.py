@@ -8,7 +8,7 @@ machine for its signature (:mod:`ganzoo.layers.conv_routes`). The routes:
 - ``native``: PyTorch's own kernels (oneDNN);
 - ``gemm``: im2col + one GEMM, or GEMM + fold for a transposed convolution
   (:mod:`ganzoo.layers.gemm_conv`; pays where the weights outweigh the maps);
-- ``winograd``: 3x3 stride-1 convolutions by Winograd's F(2x2, 3x3), forward and gradients
+- ``winograd``: 3x3 stride-1 convolutions by Winograd's F(4x4, 3x3), forward and gradients
   (:mod:`ganzoo.layers.winograd`);
 - ``grad_x_by_conv``, ``grad_w_by_gemm``, ``grads_by_conv_and_gemm``: oneDNN's forward with the
   stride-1 input gradient as a forward convolution and/or the weight gradient as shifted GEMMs
@@ -48,6 +48,11 @@ def _columns_fit(columns: int, weight: torch.Tensor, x: torch.Tensor) -> bool:
     """Whether the GEMM route's column matrix (``columns`` elements) is no larger than the weights or
     the input: where it is, the route loses anyway and would only add its size to the step's memory."""
     return columns <= max(weight.numel(), x.numel())
+
+
+def _checked(route: str, module: nn.Module, x: torch.Tensor) -> str:
+    """``route``, or native where it cannot compute this call (a hand-edited checkpoint's table)."""
+    return route if route == NATIVE or route in module.routes(x) else NATIVE
 
 
 def _signature(module: nn.Module, x: torch.Tensor) -> str:
@@ -94,7 +99,7 @@ class TunedConv2d(nn.Conv2d):
         timed = conv_routes.worth_timing(self._flops(x), self.weight.numel())
         route = conv_routes.choose_route(
             _signature(self, x), timed, lambda: _timed_routes(self, x, self.routes(x), self.run_route))
-        return self.run_route(route, x, self.weight, self.bias)
+        return self.run_route(_checked(route, self, x), x, self.weight, self.bias)
 
     def _flops(self, x: torch.Tensor) -> int:
         (kh, kw), (ph, pw), (sh, sw), (dh, dw) = self.kernel_size, self.padding, self.stride, self.dilation
@@ -142,7 +147,7 @@ class TunedConvTranspose2d(nn.ConvTranspose2d):
         timed = conv_routes.worth_timing(flops, self.weight.numel())
         route = conv_routes.choose_route(
             _signature(self, x), timed, lambda: _timed_routes(self, x, self.routes(x), self.run_route))
-        return self.run_route(route, x, self.weight, self.bias)
+        return self.run_route(_checked(route, self, x), x, self.weight, self.bias)
 
     def routes(self, x: torch.Tensor) -> list[str]:
         """The routes that compute this call (``native`` first)."""

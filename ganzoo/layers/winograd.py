@@ -32,7 +32,7 @@ import threading
 import torch
 import torch.nn.functional as F
 
-from ganzoo.layers.conv_backward import native_stride_one_grads, needed_grads
+from ganzoo.layers.conv_backward import native_stride_one_grads, save_conv, saved_conv
 
 #: Output tile side, and input tile side (tile + kernel - 1).
 TILE = 4
@@ -220,19 +220,16 @@ class WinogradConv2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 padding: tuple[int, int]) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.padding = padding
-        ctx.has_bias = bias is not None
+        save_conv(ctx, x, weight, bias, padding)
         return winograd_conv3x3(x, weight, bias, padding)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        x, weight = ctx.saved_tensors
-        ph, pw = ctx.padding
-        need_x, need_w, need_b = needed_grads(ctx)
+        x, weight, needed = saved_conv(ctx)
         if torch.is_grad_enabled():  # create_graph=True
-            return *native_stride_one_grads(grad_out, x, weight, ctx.has_bias, ctx.padding,
-                                            (need_x, need_w, need_b)), None
+            return *native_stride_one_grads(grad_out, x, weight, ctx.has_bias, ctx.padding, needed), None
+        need_x, need_w, need_b = needed
+        ph, pw = ctx.padding
         grad_out = grad_out.contiguous()
         grad_x = grad_w = grad_b = None
         padded, _, _ = _tile_padded(_zero_padded(x, (ph, pw)))
@@ -242,9 +239,8 @@ class WinogradConv2d(torch.autograd.Function):
             grad_w = _weight_grad(padded, grad_t)
         if need_x:  # after the weight gradient: it overwrites the workspaces that one reads
             grad_x = _input_grad(grad_t, weight, padded.shape)
-            height, width = x.shape[2:]
-            if grad_x.shape[2:] != (height + 2 * ph, width + 2 * pw) or ph or pw:
-                grad_x = grad_x[:, :, ph:ph + height, pw:pw + width].contiguous()
+            if grad_x.shape[2:] != x.shape[2:]:  # drop the padding's and the tiles' rows and columns
+                grad_x = grad_x[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]].contiguous()
         if need_b:
             grad_b = grad_out.sum((0, 2, 3))
         return grad_x, grad_w, grad_b, None
