@@ -723,7 +723,7 @@ def test_a_real_layer_is_measured_and_its_choice_recorded(empty_route_table: Any
 
 
 def test_a_route_that_cannot_compute_the_call_falls_back_to_native(empty_route_table: Any) -> None:
-    fast, plain = _conv_pair(128, 128, 4, 1)  # 4x4: no Winograd
+    fast, plain = _conv_pair(128, 128, 5, 2)  # 5x5: no Winograd
     x = torch.randn(1, 128, 16, 16, requires_grad=True)
     from ganzoo.layers.cpu_convs import _signature
 
@@ -740,16 +740,19 @@ def test_small_convolutions_keep_pytorchs_own_function(empty_route_table: Any) -
     assert empty_route_table.route_table() == {}
 
 
-@pytest.mark.parametrize("case", [(1, 5, 7, 9, 1, True), (2, 3, 4, 8, 0, False), (1, 4, 6, 7, 2, True),
-                                  (2, 6, 3, 12, 1, True), (1, 2, 2, 5, 0, False)],
-                         ids=["odd_p1", "even_p0", "odd_p2", "two_tiles", "one_tile"])
+@pytest.mark.parametrize("case", [(3, 1, 5, 7, 9, 1, True), (3, 2, 3, 4, 8, 0, False), (3, 1, 4, 6, 7, 2, True),
+                                  (3, 2, 6, 3, 12, 1, True), (3, 1, 2, 2, 5, 0, False),
+                                  (4, 2, 5, 6, 8, 1, True), (4, 1, 3, 4, 9, 0, False), (4, 1, 4, 5, 7, 3, True),
+                                  (4, 2, 3, 2, 6, 0, True), (4, 1, 2, 3, 10, 2, False)],
+                         ids=["3x3_odd_p1", "3x3_even_p0", "3x3_odd_p2", "3x3_two_tiles", "3x3_one_tile",
+                              "4x4_patchgan_p1", "4x4_two_tiles", "4x4_p3", "4x4_one_tile", "4x4_p2"])
 def test_winograd_convolution_and_gradients_equal_pytorchs_in_float64(case: tuple) -> None:
     from ganzoo.layers.winograd import WinogradConv2d
 
-    n, c_in, c_out, size, padding, bias = case
+    kernel, n, c_in, c_out, size, padding, bias = case
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, c_in, size, size, generator=g, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(c_out, c_in, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(c_out, c_in, kernel, kernel, generator=g, dtype=torch.float64, requires_grad=True)
     b = torch.randn(c_out, generator=g, dtype=torch.float64, requires_grad=True) if bias else None
     fast = WinogradConv2d.apply(x, w, b, (padding, padding))
     plain = torch.nn.functional.conv2d(x, w, b, 1, padding)

@@ -8,7 +8,8 @@ machine for its signature (:mod:`ganzoo.layers.conv_routes`). The routes:
 - ``native``: PyTorch's own kernels (oneDNN);
 - ``gemm``: im2col + one GEMM, or GEMM + fold for a transposed convolution
   (:mod:`ganzoo.layers.gemm_conv`; pays where the weights outweigh the maps);
-- ``winograd``: 3x3 stride-1 convolutions by Winograd's F(4x4, 3x3), forward and gradients
+- ``winograd``: 3x3 and 4x4 stride-1 convolutions by Winograd's F(4x4, 3x3) and F(3x3, 4x4),
+  forward and gradients
   (:mod:`ganzoo.layers.winograd`);
 - ``grad_x_by_conv``, ``grad_w_by_gemm``, ``grads_by_conv_and_gemm``: oneDNN's forward with the
   stride-1 input gradient as a forward convolution and/or the weight gradient as shifted GEMMs
@@ -32,8 +33,8 @@ from ganzoo.layers import conv_routes
 from ganzoo.layers.conv_backward import StrideOneConv2d
 from ganzoo.layers.conv_routes import NATIVE
 from ganzoo.layers.gemm_conv import conv2d_by_gemm, conv_transpose2d_by_gemm
+from ganzoo.layers.winograd import TRANSFORMS as WINOGRAD_TRANSFORMS
 from ganzoo.layers.winograd import WinogradConv2d
-
 
 
 def plain_cpu_float32(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -114,7 +115,7 @@ class TunedConv2d(nn.Conv2d):
         if _columns_fit(self.in_channels * kh * kw * self._flops(x) // (2 * self.weight.numel()), self.weight, x):
             routes.append("gemm")
         stride_one = self.stride == (1, 1) and self.dilation == (1, 1)
-        if stride_one and (kh, kw) == (3, 3) and ph <= 2 and pw <= 2:
+        if stride_one and kh == kw and kh in WINOGRAD_TRANSFORMS and ph <= kh - 1 and pw <= kw - 1:
             routes.append("winograd")
         if stride_one and ph <= kh - 1 and pw <= kw - 1 and torch.is_grad_enabled():
             if x.requires_grad:

@@ -1,14 +1,15 @@
-"""3x3 stride-1 convolutions by Winograd's minimal filtering F(4x4, 3x3) (part of ``train.tuned_cpu_convs``).
+"""3x3 and 4x4 stride-1 convolutions by Winograd's minimal filtering (part of ``train.tuned_cpu_convs``).
 
-A 3x3 convolution over a 6x6 input tile gives a 4x4 output tile. Winograd's algorithm (Lavin & Gray,
-"Fast Algorithms for Convolutional Neural Networks", 2016) computes it with 36 multiplications
-instead of 144, after fixed linear transforms of the input tile (``B^T d B``), the filter (``G g G^T``)
-and the product (``A^T m A``), built on the interpolation points 0, +-1, +-2 and infinity. Over many
-channels the multiplications become 36 independent matrix products (output channels x input
-channels x tiles), so the arithmetic of a layer drops 4x and the rest is memory-bound transforms.
-The maths are those of the convolution; only the rounding differs (about 1e-5 relative in float32,
-as cuDNN's Winograd kernels; F(2x2, 3x3), tried first, rounds 10x closer but was no faster at 128 px
-and 1.3x slower at 256 px).
+A 3x3 convolution over a 6x6 input tile gives a 4x4 output tile, F(4x4, 3x3); a 4x4 one (the
+PatchGAN discriminators' stride-1 layers) a 3x3 output tile, F(3x3, 4x4). Winograd's algorithm
+(Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016) computes either with 36
+multiplications instead of 144, after fixed linear transforms of the input tile (``B^T d B``), the
+filter (``G g G^T``) and the product (``A^T m A``), built on the interpolation points 0, +-1, +-2 and
+infinity. Over many channels the multiplications become 36 independent matrix products (output
+channels x input channels x tiles), so the arithmetic of a layer drops 4x and the rest is
+memory-bound transforms. The maths are those of the convolution; only the rounding differs (about
+1e-5 relative in float32, as cuDNN's Winograd kernels; F(2x2, 3x3), tried first, rounds 10x closer
+but was no faster at 128 px and 1.3x slower at 256 px).
 
 Both gradients are the exact adjoint of the forward's transforms: the output gradient is carried
 back through the output transform once, then one batched product with the filter's transform
@@ -20,13 +21,14 @@ builds a graph (a gradient penalty) goes through PyTorch's own kernels.
 
 Measured forward + backward against oneDNN on the 2-core AMD EPYC host (2 threads, best of 8-9): the
 CycleGAN generator's ResNet blocks (256 channels, 32x32 maps) 1.31-1.41x at batch 1 and 1.46-1.56x at
-batch 2; on 64x64 maps 1.72x. Whether it pays for a layer on the machine that trains is measured
+batch 2; on 64x64 maps 1.72x. The 256 px PatchGAN's 256 -> 512 channel 4x4 layer (31x31 output):
+1.64x at batch 2 with both gradients (71 against 116 ms), 1.28x at batch 1 with the input's only; on
+its 128 px scale (15x15) 1.08x and 0.78x; the 1-channel head 0.38x. Whether it pays for a layer on the machine that trains is measured
 (:mod:`ganzoo.layers.conv_routes`).
 """
 from __future__ import annotations
 
-import ctypes
-import sys
+import mmap
 import threading
 
 import torch
@@ -34,52 +36,87 @@ import torch.nn.functional as F
 
 from ganzoo.layers.conv_backward import native_stride_one_grads, save_conv, saved_conv
 
-#: Output tile side, and input tile side (tile + kernel - 1).
-TILE = 4
-SPAN = TILE + 2
-# The 1-D transforms. A 2-D transform X^T d X of a tile is kron(X^T, X^T) applied to the tile
-# flattened row by row, so each transform is one matrix product over all tiles and channels.
-_INPUT_T = torch.tensor([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-                         [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=torch.float32)
-_FILTER = torch.tensor([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-                        [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], dtype=torch.float64)
-_OUTPUT_T = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
-                         dtype=torch.float32)
-_INPUT_2D = torch.kron(_INPUT_T, _INPUT_T)  # 36 x 36
-_FILTER_2D = torch.kron(_FILTER, _FILTER)  # 36 x 9, exact in float64, rounded once per dtype
-_OUTPUT_2D = torch.kron(_OUTPUT_T, _OUTPUT_T)  # 16 x 36
+#: Input tile side: every kernel size uses the interpolation points 0, +-1, +-2 and infinity.
+SPAN = 6
 POINTS = SPAN * SPAN
+_FINITE_POINTS = (0, 1, -1, 2, -2)
+
+
+class _Transforms:
+    """The 2-D transforms of Winograd's F(m x m, r x r) with m + r - 1 = :data:`SPAN` (Lavin & Gray's
+    construction). A 2-D transform X^T d X of a tile is kron(X^T, X^T) applied to the tile flattened
+    row by row, so each transform is one matrix product over all tiles and channels. The input
+    transform depends on the points only, so every kernel size shares :data:`_INPUT_2D`."""
+
+    def __init__(self, kernel: int) -> None:
+        self.kernel = kernel
+        self.tile = SPAN + 1 - kernel
+        # filter: each point's powers over the product of its distances to the other finite points
+        filter_1d = torch.zeros(SPAN, kernel, dtype=torch.float64)
+        for row, point in enumerate(_FINITE_POINTS):
+            scale = 1.0
+            for other in _FINITE_POINTS:
+                if other != point:
+                    scale *= point - other
+            filter_1d[row] = torch.tensor([point ** k / scale for k in range(kernel)], dtype=torch.float64)
+        filter_1d[-1, -1] = 1
+        output_1d = torch.zeros(self.tile, SPAN)  # the product's polynomial read back at the points
+        for row in range(self.tile):
+            output_1d[row, :-1] = torch.tensor([float(point ** row) for point in _FINITE_POINTS])
+        output_1d[-1, -1] = 1
+        self.filter_2d = torch.kron(filter_1d, filter_1d)  # 36 x r^2, exact in float64, rounded once per dtype
+        self.output_2d = torch.kron(output_1d, output_1d)  # m^2 x 36
+
+
+_INPUT_1D = torch.tensor([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                          [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=torch.float32)
+_INPUT_2D = torch.kron(_INPUT_1D, _INPUT_1D)  # 36 x 36
+#: Kernel side -> transforms: F(4x4, 3x3) and F(3x3, 4x4).
+TRANSFORMS = {3: _Transforms(3), 4: _Transforms(4)}
 
 
 # Per thread: the model's parallel branches (``train.parallel_branches``) run two backwards at once.
-_workspaces = threading.local()
+_workspaces: dict[int, dict[str, torch.Tensor]] = {}
+_workspaces_lock = threading.Lock()
 _HUGE_PAGE = 2 * 1024 * 1024
-_MADV_HUGEPAGE = 14
 
 
-def _madvise_huge_pages(address: int, length: int) -> None:
-    """Ask Linux for transparent huge pages over a fresh, untouched range (no-op elsewhere)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.madvise(ctypes.c_void_p(address), ctypes.c_size_t(length), _MADV_HUGEPAGE)
-    except (OSError, AttributeError):
-        pass
+def _thread_workspaces() -> dict[str, torch.Tensor]:
+    thread = threading.get_ident()
+    buffers = _workspaces.get(thread)
+    if buffers is None:
+        with _workspaces_lock:
+            buffers = _workspaces.setdefault(thread, {})
+    return buffers
 
 
-def _huge_page_buffer(size: int, like: torch.Tensor) -> torch.Tensor:
-    """``size`` elements on huge pages where the OS grants them. The transforms read and write their
-    intermediates in rows 64-256 KiB apart; on 4 KiB pages those walks miss the TLB, and the layer
-    ran 1.5x slower (CycleGAN's ResNet blocks at 128 px: 23-26 ms against 14-17 ms forward + backward,
-    depending on which pages a process happened to get)."""
-    slack = _HUGE_PAGE // like.element_size()
-    raw = like.new_empty(size + slack)
-    start = raw.data_ptr()
-    aligned = -(-start // _HUGE_PAGE) * _HUGE_PAGE
-    end = start + raw.numel() * raw.element_size()
-    if sys.platform.startswith("linux") and end - aligned >= _HUGE_PAGE:
-        _madvise_huge_pages(aligned, (end - aligned) // _HUGE_PAGE * _HUGE_PAGE)
-    offset = (aligned - start) // like.element_size()
-    return raw[offset:offset + size]
+def release_workspaces() -> None:
+    """Unmap every thread's workspaces. For between training steps, when no Winograd call runs: the
+    workspaces sized for one phase's largest layers (the discriminators' updates, say) would
+    otherwise stay mapped through the next phase's peak of activations."""
+    with _workspaces_lock:
+        _workspaces.clear()
+
+
+def _mapped_buffer(size: int, dtype: torch.dtype) -> torch.Tensor:
+    """``size`` elements of fresh anonymous memory, on huge pages where the OS grants them.
+
+    Mapped on their own rather than taken from the allocator's heap: allocated among the step's
+    long-lived activations, they fragmented the heap (peak RSS of CycleGAN's step at 128 px:
+    +250-400 MiB), while a mapping goes back to the OS as soon as its last tensor dies. Huge pages,
+    because the transforms read and write their intermediates in rows 64-256 KiB apart; on 4 KiB
+    pages those walks miss the TLB, and the layer ran 1.5x slower (CycleGAN's ResNet blocks at
+    128 px: 23-26 ms against 14-17 ms forward + backward, depending on which pages a process got)."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    length = size * itemsize + _HUGE_PAGE
+    # private: Python maps anonymous memory shared by default, which Linux backs by shmem, without huge pages
+    region = (mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+              if hasattr(mmap, "MAP_PRIVATE") else mmap.mmap(-1, length))
+    raw = torch.frombuffer(region, dtype=torch.uint8)  # the tensor keeps the mapping alive
+    offset = -raw.data_ptr() % _HUGE_PAGE
+    if hasattr(region, "madvise") and hasattr(mmap, "MADV_HUGEPAGE"):
+        region.madvise(mmap.MADV_HUGEPAGE, offset, (len(region) - offset) // _HUGE_PAGE * _HUGE_PAGE)
+    return raw[offset:offset + size * itemsize].view(dtype)
 
 
 #: Elements added to each row of a workspace: rows a power of two apart (64-256 KiB here) all fall in
@@ -88,11 +125,9 @@ _ROW_PAD = 16
 
 
 def _workspace(role: str, shape: tuple[int, ...], like: torch.Tensor, row_dims: int = 1) -> torch.Tensor:
-    """A reused buffer for one of the transforms' intermediates, as ``shape``: its first ``row_dims``
-    dimensions index rows, each padded by :data:`_ROW_PAD`. The intermediates are several times a
-    layer's maps; allocated afresh on every call they fragment the heap between the step's
-    long-lived activations (peak RSS of CycleGAN's step at 128 px: +250-400 MiB), reused they cost
-    one buffer each."""
+    """A reused buffer of this thread for one of the transforms' intermediates (several times a
+    layer's maps), as ``shape``: its first ``row_dims`` dimensions index rows, each padded by
+    :data:`_ROW_PAD`. Kept until :func:`release_workspaces`."""
     rows = cols = 1
     for i, side in enumerate(shape):
         if i < row_dims:
@@ -101,19 +136,20 @@ def _workspace(role: str, shape: tuple[int, ...], like: torch.Tensor, row_dims: 
             cols *= side
     stride = cols + _ROW_PAD if row_dims else cols
     size = rows * stride
-    buffers = _workspaces.__dict__
+    buffers = _thread_workspaces()
     buffer = buffers.get(role)
     if buffer is None or buffer.numel() < size or buffer.dtype != like.dtype:
-        buffers[role] = None  # the old buffer goes before the new one comes
-        buffer = buffers[role] = _huge_page_buffer(size, like)
+        buffers.pop(role, None)  # the old buffer goes before the new one comes
+        buffer = buffers[role] = _mapped_buffer(size, like.dtype)
     return buffer.as_strided((rows, cols), (stride, 1)).view(shape)
 
 
 def _transformed_filter(weight: torch.Tensor) -> torch.Tensor:
-    """(C_out, C_in, 3, 3) -> (36, C_out, C_in) (a workspace)."""
-    c_out, c_in = weight.shape[:2]
+    """(C_out, C_in, r, r) -> (36, C_out, C_in) (a workspace)."""
+    c_out, c_in, kernel = weight.shape[:3]
     transformed = _workspace("filter", (POINTS, c_out * c_in), weight)
-    torch.mm(_FILTER_2D.to(weight.dtype), weight.reshape(c_out * c_in, 9).t(), out=transformed)
+    torch.mm(TRANSFORMS[kernel].filter_2d.to(weight.dtype), weight.reshape(c_out * c_in, kernel * kernel).t(),
+             out=transformed)
     return transformed.view(POINTS, c_out, c_in)
 
 
@@ -129,99 +165,107 @@ def _zero_padded(x: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
     return padded
 
 
-def _tile_padded(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+def _tiles(padded_side: int, t: _Transforms) -> int:
+    """Output tiles along a side of a tile-padded input."""
+    return (padded_side - t.kernel + 1) // t.tile
+
+
+def _tile_padded(x: torch.Tensor, t: _Transforms) -> tuple[torch.Tensor, int, int]:
     """``x`` (unpadded for the convolution) with zero rows/columns added until the valid output's
     sides are multiples of the tile, and the valid output's true height and width."""
-    h_out, w_out = x.shape[2] - 2, x.shape[3] - 2
-    if h_out % TILE or w_out % TILE:
-        x = F.pad(x, (0, -w_out % TILE, 0, -h_out % TILE))
+    h_out, w_out = x.shape[2] - t.kernel + 1, x.shape[3] - t.kernel + 1
+    if h_out % t.tile or w_out % t.tile:
+        x = F.pad(x, (0, -w_out % t.tile, 0, -h_out % t.tile))
     return x, h_out, w_out
 
 
-def _transformed_input(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, Hp, Wp) with Hp - 2 and Wp - 2 multiples of the tile -> (36, C, N * tiles): overlapping
-    6x6 tiles at stride 4, transformed (a workspace, valid until the next call)."""
+def _transformed_input(x: torch.Tensor, t: _Transforms) -> torch.Tensor:
+    """(N, C, Hp, Wp), tile-padded -> (36, C, N * tiles): overlapping 6x6 tiles at the output
+    tile's stride, transformed (a workspace, valid until the next call)."""
     n, c, hp, wp = x.shape
-    tiles_h, tiles_w = (hp - 2) // TILE, (wp - 2) // TILE
+    tiles_h, tiles_w = _tiles(hp, t), _tiles(wp, t)
     tiles = _workspace("tiles", (SPAN, SPAN, c, n, tiles_h, tiles_w), x, row_dims=2)
-    tiles.copy_(x.unfold(2, SPAN, TILE).unfold(3, SPAN, TILE).permute(4, 5, 1, 0, 2, 3))
+    tiles.copy_(x.unfold(2, SPAN, t.tile).unfold(3, SPAN, t.tile).permute(4, 5, 1, 0, 2, 3))
     transformed = _workspace("transformed_input", (POINTS, c * n * tiles_h * tiles_w), x)
     torch.mm(_INPUT_2D.to(x.dtype), tiles.view(POINTS, -1), out=transformed)
     return transformed.view(POINTS, c, n * tiles_h * tiles_w)
 
 
-def _valid_conv(x: torch.Tensor, filter_t: torch.Tensor) -> torch.Tensor:
-    """The unpadded ("valid") 3x3 convolution of ``x`` with a transformed filter (36, C_out, C_in)."""
-    n = x.shape[0]
-    c_out = filter_t.shape[1]
-    x, h_out, w_out = _tile_padded(x)
-    tiles_h, tiles_w = (x.shape[2] - 2) // TILE, (x.shape[3] - 2) // TILE
+def _valid_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The unpadded ("valid") convolution of ``x`` with ``weight``."""
+    t = TRANSFORMS[weight.shape[-1]]
+    n, c_out, m = x.shape[0], weight.shape[0], t.tile
+    filter_t = _transformed_filter(weight)
+    x, h_out, w_out = _tile_padded(x, t)
+    tiles_h, tiles_w = _tiles(x.shape[2], t), _tiles(x.shape[3], t)
     products = _workspace("products", (POINTS, c_out, n * tiles_h * tiles_w), x)
-    torch.bmm(filter_t, _transformed_input(x), out=products)
-    blocks = _workspace("output_blocks", (TILE * TILE, c_out * n * tiles_h * tiles_w), x)
-    torch.mm(_OUTPUT_2D.to(x.dtype), products.view(POINTS, -1), out=blocks)
-    out = x.new_empty(n, c_out, tiles_h, TILE, tiles_w, TILE)  # the result owns its memory, never a workspace's
-    out.copy_(blocks.view(TILE, TILE, c_out, n, tiles_h, tiles_w).permute(3, 2, 4, 0, 5, 1))
-    out = out.view(n, c_out, TILE * tiles_h, TILE * tiles_w)
+    torch.bmm(filter_t, _transformed_input(x, t), out=products)
+    blocks = _workspace("output_blocks", (m * m, c_out * n * tiles_h * tiles_w), x)
+    torch.mm(t.output_2d.to(x.dtype), products.view(POINTS, -1), out=blocks)
+    out = x.new_empty(n, c_out, tiles_h, m, tiles_w, m)  # the result owns its memory, never a workspace's
+    out.copy_(blocks.view(m, m, c_out, n, tiles_h, tiles_w).permute(3, 2, 4, 0, 5, 1))
+    out = out.view(n, c_out, m * tiles_h, m * tiles_w)
     return out if (h_out, w_out) == out.shape[2:] else out[:, :, :h_out, :w_out].contiguous()
 
 
-def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                     padding: tuple[int, int]) -> torch.Tensor:
-    """``F.conv2d(x, weight, bias, stride=1, padding=padding)`` for a 3x3 ``weight``, without autograd."""
-    out = _valid_conv(_zero_padded(x, padding), _transformed_filter(weight))
+def winograd_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                    padding: tuple[int, int]) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, stride=1, padding=padding)`` for a 3x3 or 4x4 ``weight``, without autograd."""
+    out = _valid_conv(_zero_padded(x, padding), weight)
     return out if bias is None else out.add_(bias.view(1, -1, 1, 1))
 
 
-def _transformed_grad_out(grad_out: torch.Tensor, tiles_h: int, tiles_w: int) -> torch.Tensor:
+def _transformed_grad_out(grad_out: torch.Tensor, tiles_h: int, tiles_w: int, t: _Transforms) -> torch.Tensor:
     """The output gradient (N, C_out, H, W) carried back through the output transform:
     (36, C_out, N * tiles) (a workspace)."""
     n, c_out, h_out, w_out = grad_out.shape
-    if (TILE * tiles_h, TILE * tiles_w) != (h_out, w_out):
-        grad_out = F.pad(grad_out, (0, TILE * tiles_w - w_out, 0, TILE * tiles_h - h_out))
-    blocks = _workspace("output_blocks", (TILE, TILE, c_out, n, tiles_h, tiles_w), grad_out, row_dims=2)
-    blocks.copy_(grad_out.view(n, c_out, tiles_h, TILE, tiles_w, TILE).permute(3, 5, 1, 0, 2, 4))
+    m = t.tile
+    if (m * tiles_h, m * tiles_w) != (h_out, w_out):
+        grad_out = F.pad(grad_out, (0, m * tiles_w - w_out, 0, m * tiles_h - h_out))
+    blocks = _workspace("output_blocks", (m, m, c_out, n, tiles_h, tiles_w), grad_out, row_dims=2)
+    blocks.copy_(grad_out.view(n, c_out, tiles_h, m, tiles_w, m).permute(3, 5, 1, 0, 2, 4))
     transformed = _workspace("products", (POINTS, c_out * n * tiles_h * tiles_w), grad_out)
-    torch.mm(_OUTPUT_2D.t().to(grad_out.dtype), blocks.view(TILE * TILE, -1), out=transformed)
+    torch.mm(t.output_2d.t().to(grad_out.dtype), blocks.view(m * m, -1), out=transformed)
     return transformed.view(POINTS, c_out, n * tiles_h * tiles_w)
 
 
 def _input_grad(grad_t: torch.Tensor, weight: torch.Tensor, padded_shape: torch.Size) -> torch.Tensor:
     """The gradient of the tile-padded input (``padded_shape``) from the transformed output gradient:
     the forward's product and input transform run backwards, then the overlapping tiles added up."""
+    t = TRANSFORMS[weight.shape[-1]]
     n, c_in, hp, wp = padded_shape
-    tiles_h, tiles_w = (hp - 2) // TILE, (wp - 2) // TILE
+    m, tiles_h, tiles_w = t.tile, _tiles(hp, t), _tiles(wp, t)
     grad_input_t = _workspace("transformed_input", (POINTS, c_in, n * tiles_h * tiles_w), weight)
     torch.bmm(_transformed_filter(weight).transpose(1, 2), grad_t, out=grad_input_t)
     grad_tiles = _workspace("tiles", (SPAN, SPAN, c_in, n, tiles_h, tiles_w), weight, row_dims=2)
     torch.mm(_INPUT_2D.t().to(weight.dtype), grad_input_t.view(POINTS, -1), out=grad_tiles.view(POINTS, -1))
     grad = weight.new_zeros(n, c_in, hp, wp)
-    for i in range(SPAN):  # tiles overlap by two rows and columns: add each tile position in place
-        rows = grad[:, :, i:i + TILE * tiles_h:TILE]
+    for i in range(SPAN):  # neighbouring tiles overlap by r - 1 rows and columns: add each tile position in place
+        rows = grad[:, :, i:i + m * tiles_h:m]
         for j in range(SPAN):
-            rows[:, :, :, j:j + TILE * tiles_w:TILE].add_(grad_tiles[i, j].transpose(0, 1))
+            rows[:, :, :, j:j + m * tiles_w:m].add_(grad_tiles[i, j].transpose(0, 1))
     return grad
 
 
-def _weight_grad(x: torch.Tensor, grad_t: torch.Tensor) -> torch.Tensor:
+def _weight_grad(x: torch.Tensor, grad_t: torch.Tensor, t: _Transforms) -> torch.Tensor:
     """The weight gradient from the tile-padded input and the transformed output gradient: the
     adjoint of the forward's transforms, with the tiles summed inside one batched product."""
-    c_out, c_in = grad_t.shape[1], x.shape[1]
+    c_out, c_in, r = grad_t.shape[1], x.shape[1], t.kernel
     grad_filter_t = _workspace("filter", (POINTS, c_out, c_in), x)
-    torch.bmm(grad_t, _transformed_input(x).transpose(1, 2), out=grad_filter_t)
-    grad = _workspace("filter_grad", (9, c_out * c_in), x)
-    torch.mm(_FILTER_2D.t().to(x.dtype), grad_filter_t.view(POINTS, c_out * c_in), out=grad)
-    return grad.t().contiguous().view(c_out, c_in, 3, 3)  # a copy (reshape could return a workspace view)
+    torch.bmm(grad_t, _transformed_input(x, t).transpose(1, 2), out=grad_filter_t)
+    grad = _workspace("filter_grad", (r * r, c_out * c_in), x)
+    torch.mm(t.filter_2d.t().to(x.dtype), grad_filter_t.view(POINTS, c_out * c_in), out=grad)
+    return grad.t().contiguous().view(c_out, c_in, r, r)  # a copy (reshape could return a workspace view)
 
 
 class WinogradConv2d(torch.autograd.Function):
-    """``F.conv2d(x, weight, bias, stride=1, padding)`` for 3x3 filters, forward and gradients by Winograd."""
+    """``F.conv2d(x, weight, bias, stride=1, padding)`` for 3x3 or 4x4 filters, forward and gradients by Winograd."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 padding: tuple[int, int]) -> torch.Tensor:
         save_conv(ctx, x, weight, bias, padding)
-        return winograd_conv3x3(x, weight, bias, padding)
+        return winograd_conv2d(x, weight, bias, padding)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
@@ -230,13 +274,13 @@ class WinogradConv2d(torch.autograd.Function):
             return *native_stride_one_grads(grad_out, x, weight, ctx.has_bias, ctx.padding, needed), None
         need_x, need_w, need_b = needed
         ph, pw = ctx.padding
+        t = TRANSFORMS[weight.shape[-1]]
         grad_out = grad_out.contiguous()
         grad_x = grad_w = grad_b = None
-        padded, _, _ = _tile_padded(_zero_padded(x, (ph, pw)))
-        tiles_h, tiles_w = (padded.shape[2] - 2) // TILE, (padded.shape[3] - 2) // TILE
-        grad_t = _transformed_grad_out(grad_out, tiles_h, tiles_w)
+        padded, _, _ = _tile_padded(_zero_padded(x, (ph, pw)), t)
+        grad_t = _transformed_grad_out(grad_out, _tiles(padded.shape[2], t), _tiles(padded.shape[3], t), t)
         if need_w:
-            grad_w = _weight_grad(padded, grad_t)
+            grad_w = _weight_grad(padded, grad_t, t)
         if need_x:  # after the weight gradient: it overwrites the workspaces that one reads
             grad_x = _input_grad(grad_t, weight, padded.shape)
             if grad_x.shape[2:] != x.shape[2:]:  # drop the padding's and the tiles' rows and columns
