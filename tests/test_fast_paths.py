@@ -746,10 +746,16 @@ def test_small_convolutions_keep_pytorchs_own_function(empty_route_table: Any) -
                                   (4, 2, 3, 2, 6, 0, True), (4, 1, 2, 3, 10, 2, False)],
                          ids=["3x3_odd_p1", "3x3_even_p0", "3x3_odd_p2", "3x3_two_tiles", "3x3_one_tile",
                               "4x4_patchgan_p1", "4x4_two_tiles", "4x4_p3", "4x4_one_tile", "4x4_p2"])
-def test_winograd_convolution_and_gradients_equal_pytorchs_in_float64(case: tuple) -> None:
+@pytest.mark.parametrize("one_image_at_a_time", [False, True], ids=["whole_batch", "image_chunks"])
+def test_winograd_convolution_and_gradients_equal_pytorchs_in_float64(
+        case: tuple, one_image_at_a_time: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ganzoo.layers import winograd
     from ganzoo.layers.winograd import WinogradConv2d
 
     kernel, n, c_in, c_out, size, padding, bias = case
+    if one_image_at_a_time:  # the transforms' chunks of the batch, as a large layer's
+        monkeypatch.setattr(winograd, "CHUNK_ELEMENTS", 1)
+        n += 1
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, c_in, size, size, generator=g, dtype=torch.float64, requires_grad=True)
     w = torch.randn(c_out, c_in, kernel, kernel, generator=g, dtype=torch.float64, requires_grad=True)

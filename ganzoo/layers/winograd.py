@@ -76,34 +76,17 @@ TRANSFORMS = {3: _Transforms(3), 4: _Transforms(4)}
 
 
 # Per thread: the model's parallel branches (``train.parallel_branches``) run two backwards at once.
-_workspaces: dict[int, dict[str, torch.Tensor]] = {}
-_workspaces_lock = threading.Lock()
+# A thread's buffers go with the thread.
+_workspaces = threading.local()
 _HUGE_PAGE = 2 * 1024 * 1024
-
-
-def _thread_workspaces() -> dict[str, torch.Tensor]:
-    thread = threading.get_ident()
-    buffers = _workspaces.get(thread)
-    if buffers is None:
-        with _workspaces_lock:
-            buffers = _workspaces.setdefault(thread, {})
-    return buffers
-
-
-def release_workspaces() -> None:
-    """Unmap every thread's workspaces. For between training steps, when no Winograd call runs: the
-    workspaces sized for one phase's largest layers (the discriminators' updates, say) would
-    otherwise stay mapped through the next phase's peak of activations."""
-    with _workspaces_lock:
-        _workspaces.clear()
 
 
 def _mapped_buffer(size: int, dtype: torch.dtype) -> torch.Tensor:
     """``size`` elements of fresh anonymous memory, on huge pages where the OS grants them.
 
-    Mapped on their own rather than taken from the allocator's heap: allocated among the step's
-    long-lived activations, they fragmented the heap (peak RSS of CycleGAN's step at 128 px:
-    +250-400 MiB), while a mapping goes back to the OS as soon as its last tensor dies. Huge pages,
+    Mapped on their own, outside the allocator's heap, which the step's activations share: taken
+    from it afresh on every call, the intermediates fragmented it (peak RSS of CycleGAN's step at
+    128 px: +250-400 MiB), and a mapping goes back to the OS as soon as its last tensor dies. Huge pages,
     because the transforms read and write their intermediates in rows 64-256 KiB apart; on 4 KiB
     pages those walks miss the TLB, and the layer ran 1.5x slower (CycleGAN's ResNet blocks at
     128 px: 23-26 ms against 14-17 ms forward + backward, depending on which pages a process got)."""
@@ -127,7 +110,7 @@ _ROW_PAD = 16
 def _workspace(role: str, shape: tuple[int, ...], like: torch.Tensor, row_dims: int = 1) -> torch.Tensor:
     """A reused buffer of this thread for one of the transforms' intermediates (several times a
     layer's maps), as ``shape``: its first ``row_dims`` dimensions index rows, each padded by
-    :data:`_ROW_PAD`. Kept until :func:`release_workspaces`."""
+    :data:`_ROW_PAD`."""
     rows = cols = 1
     for i, side in enumerate(shape):
         if i < row_dims:
@@ -136,7 +119,7 @@ def _workspace(role: str, shape: tuple[int, ...], like: torch.Tensor, row_dims: 
             cols *= side
     stride = cols + _ROW_PAD if row_dims else cols
     size = rows * stride
-    buffers = _thread_workspaces()
+    buffers = _workspaces.__dict__
     buffer = buffers.get(role)
     if buffer is None or buffer.numel() < size or buffer.dtype != like.dtype:
         buffers.pop(role, None)  # the old buffer goes before the new one comes
@@ -179,31 +162,52 @@ def _tile_padded(x: torch.Tensor, t: _Transforms) -> tuple[torch.Tensor, int, in
     return x, h_out, w_out
 
 
-def _transformed_input(x: torch.Tensor, t: _Transforms) -> torch.Tensor:
-    """(N, C, Hp, Wp), tile-padded -> (36, C, N * tiles): overlapping 6x6 tiles at the output
-    tile's stride, transformed (a workspace, valid until the next call)."""
-    n, c, hp, wp = x.shape
-    tiles_h, tiles_w = _tiles(hp, t), _tiles(wp, t)
-    tiles = _workspace("tiles", (SPAN, SPAN, c, n, tiles_h, tiles_w), x, row_dims=2)
-    tiles.copy_(x.unfold(2, SPAN, t.tile).unfold(3, SPAN, t.tile).permute(4, 5, 1, 0, 2, 3))
-    transformed = _workspace("transformed_input", (POINTS, c * n * tiles_h * tiles_w), x)
-    torch.mm(_INPUT_2D.to(x.dtype), tiles.view(POINTS, -1), out=transformed)
+#: Elements of the largest intermediate of one chunk (36 points x channels x tiles). The transforms
+#: run over chunks of whole images, so that a batch's workspaces are those of its largest images:
+#: a discriminator's 512-channel layer at 256 px and batch 2 needed 70 MB per thread in one piece,
+#: mapped through the step's peak, which put the peak RSS of pix2pix's and BicycleGAN's steps above
+#: the official code's. (Bands of tile rows would bound them further, but their smaller products
+#: made that layer 1.3x slower; whole images cost it 4%.)
+CHUNK_ELEMENTS = 1 << 22
+
+def _chunks(n: int, tiles_h: int, tiles_w: int, channels: int) -> list[slice]:
+    """The batch in runs of whole images, each under :data:`CHUNK_ELEMENTS` where one image is."""
+    images = max(1, CHUNK_ELEMENTS // (POINTS * channels * tiles_h * tiles_w))
+    return [slice(i, min(i + images, n)) for i in range(0, n, images)]
+
+
+def _windows(x: torch.Tensor, t: _Transforms) -> torch.Tensor:
+    """The overlapping 6x6 input tiles of a tile-padded ``x`` at the output tile's stride, as a view
+    (N, C, tiles_h, tiles_w, 6, 6)."""
+    return x.unfold(2, SPAN, t.tile).unfold(3, SPAN, t.tile)
+
+
+def _transformed_input(windows: torch.Tensor) -> torch.Tensor:
+    """Images of :func:`_windows` (n, C, tiles_h, tiles_w, 6, 6) -> (36, C, tiles), transformed (a workspace)."""
+    n, c, tiles_h, tiles_w = windows.shape[:4]
+    tiles = _workspace("tiles", (SPAN, SPAN, c, n, tiles_h, tiles_w), windows, row_dims=2)
+    tiles.copy_(windows.permute(4, 5, 1, 0, 2, 3))
+    transformed = _workspace("transformed_input", (POINTS, c * n * tiles_h * tiles_w), windows)
+    torch.mm(_INPUT_2D.to(windows.dtype), tiles.view(POINTS, -1), out=transformed)
     return transformed.view(POINTS, c, n * tiles_h * tiles_w)
 
 
 def _valid_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """The unpadded ("valid") convolution of ``x`` with ``weight``."""
     t = TRANSFORMS[weight.shape[-1]]
-    n, c_out, m = x.shape[0], weight.shape[0], t.tile
+    n, c_in, c_out, m = x.shape[0], x.shape[1], weight.shape[0], t.tile
     filter_t = _transformed_filter(weight)
     x, h_out, w_out = _tile_padded(x, t)
     tiles_h, tiles_w = _tiles(x.shape[2], t), _tiles(x.shape[3], t)
-    products = _workspace("products", (POINTS, c_out, n * tiles_h * tiles_w), x)
-    torch.bmm(filter_t, _transformed_input(x, t), out=products)
-    blocks = _workspace("output_blocks", (m * m, c_out * n * tiles_h * tiles_w), x)
-    torch.mm(t.output_2d.to(x.dtype), products.view(POINTS, -1), out=blocks)
+    windows = _windows(x, t)
     out = x.new_empty(n, c_out, tiles_h, m, tiles_w, m)  # the result owns its memory, never a workspace's
-    out.copy_(blocks.view(m, m, c_out, n, tiles_h, tiles_w).permute(3, 2, 4, 0, 5, 1))
+    for images in _chunks(n, tiles_h, tiles_w, max(c_in, c_out)):
+        count = images.stop - images.start
+        products = _workspace("products", (POINTS, c_out, count * tiles_h * tiles_w), x)
+        torch.bmm(filter_t, _transformed_input(windows[images]), out=products)
+        blocks = _workspace("output_blocks", (m * m, products[0].numel()), x)
+        torch.mm(t.output_2d.to(x.dtype), products.view(POINTS, -1), out=blocks)
+        out[images] = blocks.view(m, m, c_out, count, tiles_h, tiles_w).permute(3, 2, 4, 0, 5, 1)
     out = out.view(n, c_out, m * tiles_h, m * tiles_w)
     return out if (h_out, w_out) == out.shape[2:] else out[:, :, :h_out, :w_out].contiguous()
 
@@ -215,47 +219,55 @@ def winograd_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     return out if bias is None else out.add_(bias.view(1, -1, 1, 1))
 
 
-def _transformed_grad_out(grad_out: torch.Tensor, tiles_h: int, tiles_w: int, t: _Transforms) -> torch.Tensor:
-    """The output gradient (N, C_out, H, W) carried back through the output transform:
-    (36, C_out, N * tiles) (a workspace)."""
-    n, c_out, h_out, w_out = grad_out.shape
-    m = t.tile
-    if (m * tiles_h, m * tiles_w) != (h_out, w_out):
-        grad_out = F.pad(grad_out, (0, m * tiles_w - w_out, 0, m * tiles_h - h_out))
-    blocks = _workspace("output_blocks", (m, m, c_out, n, tiles_h, tiles_w), grad_out, row_dims=2)
-    blocks.copy_(grad_out.view(n, c_out, tiles_h, m, tiles_w, m).permute(3, 5, 1, 0, 2, 4))
-    transformed = _workspace("products", (POINTS, c_out * n * tiles_h * tiles_w), grad_out)
-    torch.mm(t.output_2d.t().to(grad_out.dtype), blocks.view(m * m, -1), out=transformed)
+def _transformed_grad_out(grad_blocks: torch.Tensor, t: _Transforms) -> torch.Tensor:
+    """Images of the tile-padded output gradient as blocks (n, C_out, tiles_h, m, tiles_w, m) carried
+    back through the output transform: (36, C_out, tiles) (a workspace)."""
+    n, c_out, tiles_h, m, tiles_w = grad_blocks.shape[:5]
+    blocks = _workspace("output_blocks", (m, m, c_out, n, tiles_h, tiles_w), grad_blocks, row_dims=2)
+    blocks.copy_(grad_blocks.permute(3, 5, 1, 0, 2, 4))
+    transformed = _workspace("products", (POINTS, c_out * n * tiles_h * tiles_w), grad_blocks)
+    torch.mm(t.output_2d.t().to(grad_blocks.dtype), blocks.view(m * m, -1), out=transformed)
     return transformed.view(POINTS, c_out, n * tiles_h * tiles_w)
 
 
-def _input_grad(grad_t: torch.Tensor, weight: torch.Tensor, padded_shape: torch.Size) -> torch.Tensor:
-    """The gradient of the tile-padded input (``padded_shape``) from the transformed output gradient:
+def _weight_grad(windows: torch.Tensor, grad_blocks: torch.Tensor, chunks: list[slice], t: _Transforms
+                 ) -> torch.Tensor:
+    """The weight gradient from the input's tiles and the output gradient's blocks: the adjoint of
+    the forward's transforms, the tiles summed inside the batched products."""
+    c_in, c_out, r = windows.shape[1], grad_blocks.shape[1], t.kernel
+    grad_filter_t = _workspace("filter", (POINTS, c_out, c_in), windows)
+    for i, images in enumerate(chunks):
+        grad_t = _transformed_grad_out(grad_blocks[images], t)
+        input_t = _transformed_input(windows[images]).transpose(1, 2)
+        if i == 0:
+            torch.bmm(grad_t, input_t, out=grad_filter_t)
+        else:
+            grad_filter_t.baddbmm_(grad_t, input_t)
+    grad = windows.new_empty(c_out * c_in, r * r)  # straight into the weights' layout, no workspace
+    torch.mm(grad_filter_t.view(POINTS, c_out * c_in).t(), t.filter_2d.to(windows.dtype), out=grad)
+    return grad.view(c_out, c_in, r, r)
+
+
+def _input_grad(grad_blocks: torch.Tensor, weight: torch.Tensor, padded_shape: torch.Size, chunks: list[slice],
+                t: _Transforms) -> torch.Tensor:
+    """The gradient of the tile-padded input (``padded_shape``) from the output gradient's blocks:
     the forward's product and input transform run backwards, then the overlapping tiles added up."""
-    t = TRANSFORMS[weight.shape[-1]]
     n, c_in, hp, wp = padded_shape
-    m, tiles_h, tiles_w = t.tile, _tiles(hp, t), _tiles(wp, t)
-    grad_input_t = _workspace("transformed_input", (POINTS, c_in, n * tiles_h * tiles_w), weight)
-    torch.bmm(_transformed_filter(weight).transpose(1, 2), grad_t, out=grad_input_t)
-    grad_tiles = _workspace("tiles", (SPAN, SPAN, c_in, n, tiles_h, tiles_w), weight, row_dims=2)
-    torch.mm(_INPUT_2D.t().to(weight.dtype), grad_input_t.view(POINTS, -1), out=grad_tiles.view(POINTS, -1))
+    m, tiles_h, tiles_w = t.tile, grad_blocks.shape[2], grad_blocks.shape[4]
+    filter_t = _transformed_filter(weight).transpose(1, 2)
     grad = weight.new_zeros(n, c_in, hp, wp)
-    for i in range(SPAN):  # neighbouring tiles overlap by r - 1 rows and columns: add each tile position in place
-        rows = grad[:, :, i:i + m * tiles_h:m]
-        for j in range(SPAN):
-            rows[:, :, :, j:j + m * tiles_w:m].add_(grad_tiles[i, j].transpose(0, 1))
+    for images in chunks:
+        grad_t = _transformed_grad_out(grad_blocks[images], t)
+        grad_input_t = _workspace("transformed_input", (POINTS, c_in, grad_t.shape[2]), weight)
+        torch.bmm(filter_t, grad_t, out=grad_input_t)
+        grad_tiles = _workspace("tiles", (SPAN, SPAN, c_in, images.stop - images.start, tiles_h, tiles_w), weight,
+                                row_dims=2)
+        torch.mm(_INPUT_2D.t().to(weight.dtype), grad_input_t.view(POINTS, -1), out=grad_tiles.view(POINTS, -1))
+        for i in range(SPAN):  # neighbouring tiles overlap by r - 1 rows and columns: add each tile position in place
+            rows = grad[images, :, i:i + m * tiles_h:m]
+            for j in range(SPAN):
+                rows[:, :, :, j:j + m * tiles_w:m].add_(grad_tiles[i, j].transpose(0, 1))
     return grad
-
-
-def _weight_grad(x: torch.Tensor, grad_t: torch.Tensor, t: _Transforms) -> torch.Tensor:
-    """The weight gradient from the tile-padded input and the transformed output gradient: the
-    adjoint of the forward's transforms, with the tiles summed inside one batched product."""
-    c_out, c_in, r = grad_t.shape[1], x.shape[1], t.kernel
-    grad_filter_t = _workspace("filter", (POINTS, c_out, c_in), x)
-    torch.bmm(grad_t, _transformed_input(x, t).transpose(1, 2), out=grad_filter_t)
-    grad = _workspace("filter_grad", (r * r, c_out * c_in), x)
-    torch.mm(t.filter_2d.t().to(x.dtype), grad_filter_t.view(POINTS, c_out * c_in), out=grad)
-    return grad.t().contiguous().view(c_out, c_in, r, r)  # a copy (reshape could return a workspace view)
 
 
 class WinogradConv2d(torch.autograd.Function):
@@ -278,11 +290,16 @@ class WinogradConv2d(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         grad_x = grad_w = grad_b = None
         padded, _, _ = _tile_padded(_zero_padded(x, (ph, pw)), t)
-        grad_t = _transformed_grad_out(grad_out, _tiles(padded.shape[2], t), _tiles(padded.shape[3], t), t)
+        tiles_h, tiles_w = _tiles(padded.shape[2], t), _tiles(padded.shape[3], t)
+        m = t.tile
+        if (m * tiles_h, m * tiles_w) != grad_out.shape[2:]:
+            grad_out = F.pad(grad_out, (0, m * tiles_w - grad_out.shape[3], 0, m * tiles_h - grad_out.shape[2]))
+        grad_blocks = grad_out.view(grad_out.shape[0], grad_out.shape[1], tiles_h, m, tiles_w, m)
+        chunks = _chunks(x.shape[0], tiles_h, tiles_w, max(x.shape[1], weight.shape[0]))
         if need_w:
-            grad_w = _weight_grad(padded, grad_t, t)
+            grad_w = _weight_grad(_windows(padded, t), grad_blocks, chunks, t)
         if need_x:  # after the weight gradient: it overwrites the workspaces that one reads
-            grad_x = _input_grad(grad_t, weight, padded.shape)
+            grad_x = _input_grad(grad_blocks, weight, padded.shape, chunks, t)
             if grad_x.shape[2:] != x.shape[2:]:  # drop the padding's and the tiles' rows and columns
                 grad_x = grad_x[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]].contiguous()
         if need_b:
