@@ -104,6 +104,15 @@ class ModelSpec:
             for name, nets in self.optimizer_groups(recipe["model"]).items()
         }
 
+    def drop_gradients(self) -> None:
+        """Free every network's gradients of the last step. Each ``train_step`` starts with this
+        rather than zeroing each group's just before its backward: the last step's gradients of a
+        network updated later in the step would otherwise sit through an earlier group's backward,
+        the step's peak of memory (pix2pix: G's 219 MB at unet_256 through D's update, with G's
+        activations alive)."""
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+
     def extra_state(self) -> dict[str, Any]:
         """Training state beyond networks and optimizers (grad scalers; CycleGAN adds its pools)."""
         return {"precision": self.precision.state_dict()}

@@ -231,10 +231,9 @@ class BicycleGAN(ModelSpec, nn.Module):
         D2 = D if self.use_same_D else self.net("D2")
 
         # ---- G and E: one forward, one backward -------------------------------------------------
+        self.drop_gradients()
         set_requires_grad([D, D2], False)
         updated = [self.optimizers[name] for name in ("G", "E") if name in self.optimizers]
-        for opt in updated:
-            opt.zero_grad(set_to_none=True)
         with self.precision.autocast():
             total, losses, fake_enc, fake_rand = self.generator_objective(A_enc, B_enc)
         self.precision.backward(total, "GE")
@@ -262,7 +261,6 @@ class BicycleGAN(ModelSpec, nn.Module):
     def _update_discriminator(self, name: str, fake: torch.Tensor, real: torch.Tensor,
                               extra: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         net, opt = self.networks[name], self.optimizers[name]
-        opt.zero_grad(set_to_none=True)
         with self.precision.autocast():
             pairs = [(fake, real)] + ([extra] if extra is not None else [])
             loss = fake.new_zeros((), dtype=torch.float32)

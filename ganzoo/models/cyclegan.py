@@ -63,8 +63,8 @@ class CycleGAN(ModelSpec, nn.Module):
         GA, GB, DA, DB = (self.networks[n] for n in ("G_A", "G_B", "D_A", "D_B"))
         losses: dict[str, torch.Tensor] = {}
 
+        self.drop_gradients()
         set_requires_grad([DA, DB], False)
-        self.optimizers["G"].zero_grad(set_to_none=True)
         with self.precision.autocast():
             if w["identity"] > 0:
                 # Each generator also maps its own target domain (identity): one stacked call per
@@ -96,7 +96,6 @@ class CycleGAN(ModelSpec, nn.Module):
 
         if w["gan"] > 0:
             set_requires_grad([DA, DB], True)
-            self.optimizers["D"].zero_grad(set_to_none=True)
             with self.precision.autocast():
                 pool_B = self.pools["B"].query(fake_B)
                 pool_A = self.pools["A"].query(fake_A)
