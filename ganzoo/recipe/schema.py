@@ -120,7 +120,7 @@ TRAIN: dict[str, Key] = {
     "compile": Key(False, bool, "torch.compile the networks"),
     "tuned_cpu_convs": Key(True, bool, "float32 CPU convolutions take the fastest of several equivalent "
                            "formulations, timed per layer signature on first use (like cudnn.benchmark) and recorded "
-                           "in checkpoints: oneDNN, im2col + GEMM, Winograd F(4x4, 3x3), stride-1 gradients by "
+                           "in checkpoints: oneDNN, im2col + GEMM, Winograd F(4x4, 3x3) and F(3x3, 4x4), stride-1 gradients by "
                            "forward convolution / shifted GEMMs; the same maths, other rounding "
                            "(ganzoo/layers/cpu_convs.py); off under compile, no effect on CUDA"),
     "parallel_branches": Key(True, bool, "run independent parts of a step (BicycleGAN's D and D2 updates) side "
