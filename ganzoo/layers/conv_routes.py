@@ -48,7 +48,7 @@ ROUNDS = 5
 #: memory-bound rewrites for seconds to minutes at a time, and a single timing in such a phase stuck
 #: for the whole run (docs/performance.md).
 RETIME_AFTER_SECONDS = 30.0
-#: Off in ``ganzoo bench``, which times steps after its warm-up and must not time routes among them.
+#: Off in ``ganzoo bench`` while it times steps: no route timing among them.
 retiming = True
 
 _table: dict[str, str] = {}
@@ -72,6 +72,16 @@ def clear_route_table() -> None:
     """Forget every choice (tests; a new run in the same process)."""
     _table.clear()
     _provisional.clear()
+
+
+def retime_pending_now() -> bool:
+    """Make every choice still waiting for its second timing due at its next call; returns whether
+    any was waiting. (``ganzoo bench``: one untimed step after its warm-up then stands for the
+    second timing a training run makes :data:`RETIME_AFTER_SECONDS` in.)"""
+    with _timing:
+        for signature, (_, seconds) in list(_provisional.items()):
+            _provisional[signature] = (float("-inf"), seconds)
+        return bool(_provisional)
 
 
 def worth_timing(flops: int, weights: int) -> bool:
