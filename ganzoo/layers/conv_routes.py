@@ -15,8 +15,8 @@ and :mod:`ganzoo.layers.winograd`.
   on 1x1-4x4 maps cost far more than their FLOPs say.)
 - A rewrite must beat the native kernels by :data:`REWRITE_MARGIN`, so that noise does not flip a
   layer away from PyTorch's kernels for nothing; close calls get :data:`ROUNDS` more rounds.
-- Each choice is timed a second time :data:`RETIME_AFTER_SECONDS` later, and each route's best time
-  over both decides for good.
+- Each choice is timed a second time :data:`RETIME_AFTER_SECONDS` later, and the mean of each
+  route's two best times decides for good.
 
 The choices form a table (signature -> route) that every checkpoint carries (``conv_routes``) and a
 resumed run restores before its first step, so that it computes with the same kernels as the run
@@ -43,10 +43,12 @@ REWRITE_MARGIN = 0.05
 #: Timed rounds per route, after one untimed call each (oneDNN builds its primitives on the first).
 ROUNDS = 5
 
-#: A timed signature is timed again at its first call this many seconds later, and the best time of
-#: each route over both timings decides for good. Other tenants of a shared host slow the
-#: memory-bound rewrites for seconds to minutes at a time, and a single timing in such a phase stuck
-#: for the whole run (docs/performance.md).
+#: A timed signature is timed again at its first call this many seconds later, and the mean of each
+#: route's best times in the two timings decides for good. Other tenants of a shared host slow the
+#: memory-bound rewrites (Winograd's transforms) for seconds to minutes at a time: a single timing in
+#: such a phase stuck for the whole run, and the better of two timings picks a rewrite that loses to
+#: oneDNN whenever the phase returns (CycleGAN's batch-1 ResNet blocks: 14-16 ms quiet, 24 ms slow,
+#: oneDNN 19-20 ms); the mean estimates the cost over both (docs/performance.md).
 RETIME_AFTER_SECONDS = 30.0
 #: Off in ``ganzoo bench`` while it times steps: no route timing among them.
 retiming = True
@@ -147,7 +149,7 @@ def choose_route(signature: str, timed: bool, timed_routes: Callable[[], Mapping
         seconds = route_seconds(timed_routes())
         pending = _provisional.pop(signature, None)
         if pending is not None:
-            seconds = {name: min(t, pending[1].get(name, t)) for name, t in seconds.items()}
+            seconds = {name: (t + pending[1].get(name, t)) / 2 for name, t in seconds.items()}
         elif retiming:
             _provisional[signature] = (time.monotonic(), seconds)
         route = _table[signature] = fastest_of(seconds)
