@@ -642,7 +642,8 @@ def test_choose_route_measures_once_and_skips_small_layers(empty_route_table: An
 @pytest.mark.parametrize("gemm_seconds, chosen", [((0.03, 0.002), "native"), ((0.012, 0.002), "gemm")],
                          ids=["fast_only_in_one_phase", "faster_on_average"])
 def test_a_choice_is_timed_once_more_later_and_the_mean_of_both_decides(
-        gemm_seconds: tuple[float, float], chosen: str, empty_route_table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        gemm_seconds: tuple[float, float], chosen: str, empty_route_table: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Native takes 10 ms in both timings. A rewrite 30 ms in a slow phase and 2 ms in a quiet one
     (16 ms on average) stays out; one 12 ms and 2 ms (7 ms on average) comes in, though its first
     timing alone lost."""

@@ -23,8 +23,8 @@ Measured forward + backward against oneDNN on the 2-core AMD EPYC host (2 thread
 CycleGAN generator's ResNet blocks (256 channels, 32x32 maps) 1.31-1.41x at batch 1 and 1.46-1.56x at
 batch 2; on 64x64 maps 1.72x. The 256 px PatchGAN's 256 -> 512 channel 4x4 layer (31x31 output):
 1.64x at batch 2 with both gradients (71 against 116 ms), 1.28x at batch 1 with the input's only; on
-its 128 px scale (15x15) 1.08x and 0.78x; the 1-channel head 0.38x. Whether it pays for a layer on the machine that trains is measured
-(:mod:`ganzoo.layers.conv_routes`).
+its 128 px scale (15x15) 1.08x and 0.78x; the 1-channel head 0.38x. Whether it pays for a layer on
+the machine that trains is measured (:mod:`ganzoo.layers.conv_routes`).
 """
 from __future__ import annotations
 
@@ -171,6 +171,7 @@ def _tile_padded(x: torch.Tensor, t: _Transforms) -> tuple[torch.Tensor, int, in
 #: made that layer 1.3x slower; whole images cost it 4%.)
 CHUNK_ELEMENTS = 1 << 22
 
+
 def _chunks(n: int, tiles_h: int, tiles_w: int, channels: int) -> list[slice]:
     """The batch in runs of whole images, each under :data:`CHUNK_ELEMENTS` where one image is."""
     images = max(1, CHUNK_ELEMENTS // (POINTS * channels * tiles_h * tiles_w))
@@ -232,6 +233,16 @@ def _transformed_grad_out(grad_blocks: torch.Tensor, t: _Transforms) -> torch.Te
 
 
 GradOuts = Callable[[slice], torch.Tensor]  # images -> their transformed output gradient
+
+
+def _grad_out_source(grad_blocks: torch.Tensor, chunks: list[slice], t: _Transforms) -> GradOuts:
+    """The transformed output gradient by chunk of images. Where the batch is one chunk, one
+    transform serves both gradients (neither writes its workspace, "products"); else each chunk's is
+    made when asked, and made again for the second gradient."""
+    if len(chunks) == 1:
+        whole = _transformed_grad_out(grad_blocks, t)
+        return lambda images: whole
+    return lambda images: _transformed_grad_out(grad_blocks[images], t)
 
 
 def _weight_grad(windows: torch.Tensor, grad_outs: GradOuts, c_out: int, chunks: list[slice], t: _Transforms
@@ -303,15 +314,7 @@ class WinogradConv2d(torch.autograd.Function):
             grad_out = F.pad(grad_out, (0, m * tiles_w - grad_out.shape[3], 0, m * tiles_h - grad_out.shape[2]))
         grad_blocks = grad_out.view(grad_out.shape[0], grad_out.shape[1], tiles_h, m, tiles_w, m)
         chunks = _chunks(x.shape[0], tiles_h, tiles_w, max(x.shape[1], weight.shape[0]))
-        if len(chunks) == 1:  # both gradients use the one transform (its workspace, "products", is
-            whole = _transformed_grad_out(grad_blocks, t)  # not one they write)
-
-            def grad_outs(images: slice) -> torch.Tensor:
-                return whole
-        else:  # one chunk's at a time, made again for the second gradient
-
-            def grad_outs(images: slice) -> torch.Tensor:
-                return _transformed_grad_out(grad_blocks[images], t)
+        grad_outs = _grad_out_source(grad_blocks, chunks, t)
         if need_w:
             grad_w = _weight_grad(_windows(padded, t), grad_outs, weight.shape[0], chunks, t)
         if need_x:  # after the weight gradient: it overwrites the workspaces that one reads
