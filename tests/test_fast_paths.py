@@ -90,6 +90,29 @@ def step_and_grads(model: nn.Module, batch: dict[str, torch.Tensor]
     return losses, grads
 
 
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_step_frees_every_network_s_old_gradients_before_its_first_forward(name: str) -> None:
+    """The last step's gradients must not sit through this step's backwards (pix2pix kept G's
+    through D's update, with G's activations alive: the step's peak of memory)."""
+    model, batch = make(name)
+    model.train_step(batch)
+    params = [p for net in model.networks.values() for p in net.parameters()]
+    assert any(p.grad is not None for p in params)  # the last step's, still there after it
+    seen: list[int] = []
+
+    def count_old_gradients(module: nn.Module, args: Any) -> None:
+        if not seen:
+            seen.append(sum(p.grad is not None for p in params))
+
+    hooks = [net.register_forward_pre_hook(count_old_gradients) for net in model.networks.values()]
+    try:
+        model.train_step(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert seen == [0]
+
+
 def assert_same_step(fast: tuple[dict, dict], plain: tuple[dict, dict], rtol: float, atol: float) -> None:
     (fast_losses, fast_grads), (plain_losses, plain_grads) = fast, plain
     assert fast_losses.keys() == plain_losses.keys()
@@ -772,6 +795,30 @@ def test_winograd_convolution_and_gradients_equal_pytorchs_in_float64(
     grad_out = torch.randn(plain.shape, generator=g, dtype=torch.float64)
     for f, p in zip(torch.autograd.grad(fast, inputs, grad_out), torch.autograd.grad(plain, inputs, grad_out)):
         torch.testing.assert_close(f, p, rtol=1e-12, atol=1e-12)
+
+
+def test_winograd_workspaces_are_private_aligned_memory() -> None:
+    """Shared anonymous memory (Python's mmap default) is shmem on Linux, which gets no huge pages."""
+    import sys
+
+    from ganzoo.layers.winograd import _HUGE_PAGE, _mapped_buffer
+
+    buffer = _mapped_buffer(3 * 1024 * 1024, torch.float32)
+    assert buffer.numel() == 3 * 1024 * 1024 and buffer.dtype == torch.float32
+    assert buffer.data_ptr() % _HUGE_PAGE == 0
+    buffer.fill_(1.5)
+    assert buffer.sum().item() == 1.5 * buffer.numel()
+    if sys.platform.startswith("linux"):
+        address = buffer.data_ptr()
+        for line in open("/proc/self/maps"):
+            span, *rest = line.split()
+            low, high = (int(v, 16) for v in span.split("-"))
+            if low <= address < high:
+                perms, path = rest[0], rest[4:]
+                assert perms.endswith("p") and not path, line  # private, anonymous
+                break
+        else:
+            raise AssertionError("workspace mapping not found")
 
 
 GEMM_CASES = [  # (transposed, batch, in, out, size, kernel, stride, padding, output_padding, dilation, bias)
