@@ -201,11 +201,6 @@ def run_benchmark(recipe: dict[str, Any], *, steps: int = 10, warmup: int = 2, c
         raise GanzooError(f"--steps must be at least 1, got {steps}")
     if warmup < 0:
         raise GanzooError(f"--warmup cannot be negative, got {warmup}")
-    return _run_benchmark(recipe, steps, warmup, count_flops, peak_tflops, source)
-
-
-def _run_benchmark(recipe: dict[str, Any], steps: int, warmup: int, count_flops: bool,
-                   peak_tflops: float | None, source: str) -> BenchResult:
     device = resolve_device(recipe["train"]["device"])
     precision = recipe["train"].get("precision", "fp32")
     model = build_model(recipe, device)

@@ -91,16 +91,21 @@ def _timed_routes(module: nn.Module, x: torch.Tensor, routes: list[str],
     return {route: timed(route) for route in routes}
 
 
+def _by_fastest_route(module: nn.Module, x: torch.Tensor, flops: int) -> torch.Tensor:
+    """The module's call on ``x`` by the route its signature has (timed now where it is due)."""
+    timed = conv_routes.worth_timing(flops, module.weight.numel())
+    route = conv_routes.choose_route(
+        _signature(module, x), timed, lambda: _timed_routes(module, x, module.routes(x), module.run_route))
+    return module.run_route(_checked(route, module, x), x, module.weight, module.bias)
+
+
 class TunedConv2d(nn.Conv2d):
     """``nn.Conv2d`` computed by the route measured fastest for each call's signature."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not plain_cpu_float32(x, self.weight):
             return super().forward(x)
-        timed = conv_routes.worth_timing(self._flops(x), self.weight.numel())
-        route = conv_routes.choose_route(
-            _signature(self, x), timed, lambda: _timed_routes(self, x, self.routes(x), self.run_route))
-        return self.run_route(_checked(route, self, x), x, self.weight, self.bias)
+        return _by_fastest_route(self, x, self._flops(x))
 
     def _flops(self, x: torch.Tensor) -> int:
         (kh, kw), (ph, pw), (sh, sw), (dh, dw) = self.kernel_size, self.padding, self.stride, self.dilation
@@ -144,11 +149,7 @@ class TunedConvTranspose2d(nn.ConvTranspose2d):
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         if output_size is not None or not plain_cpu_float32(x, self.weight):
             return super().forward(x, output_size)
-        flops = 2 * self.weight.numel() * x.shape[0] * x.shape[2] * x.shape[3]
-        timed = conv_routes.worth_timing(flops, self.weight.numel())
-        route = conv_routes.choose_route(
-            _signature(self, x), timed, lambda: _timed_routes(self, x, self.routes(x), self.run_route))
-        return self.run_route(_checked(route, self, x), x, self.weight, self.bias)
+        return _by_fastest_route(self, x, 2 * self.weight.numel() * x.shape[0] * x.shape[2] * x.shape[3])
 
     def routes(self, x: torch.Tensor) -> list[str]:
         """The routes that compute this call (``native`` first)."""
