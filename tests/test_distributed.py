@@ -140,6 +140,7 @@ def _rank_worker(rank: int, world: int, port: int, jobs: list[dict[str, Any]], r
                 dist.all_gather(gathered, flat)
                 spread[name] = max((g - gathered[0]).abs().max().item() for g in gathered)
             results[job["name"]] = spread
+            results.setdefault("step_in_backward", {})[job["name"]] = trainer.model.precision.step_in_backward
     finally:
         shutdown_distributed()
     if rank == 0:
@@ -300,6 +301,8 @@ def test_a_checkpoint_resumes_on_a_different_number_of_processes(runs: dict[str,
 
 def test_every_rank_ends_with_the_same_weights(runs: dict[str, Path]) -> None:
     report = json.loads(runs["report"].read_text())
+    # DDP averages gradients once they are accumulated: no updates inside the backward
+    assert report["step_in_backward"] == {"two_from_one": False, "cyclegan": False, "bicyclegan": False}
     for job in ("two_from_one", "cyclegan", "bicyclegan"):
         assert report[job], job
         for network, spread in report[job].items():

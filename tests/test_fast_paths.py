@@ -146,6 +146,49 @@ def test_adam_is_fused_on_the_cpu_and_matches_the_plain_loop() -> None:
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name,g_norm", [("bicyclegan", "instance"), ("bicyclegan", "batch"), ("pix2pix", "batch"),
+                                         ("cyclegan", "instance")])
+def test_updates_inside_the_backward_give_the_same_weights_bit_for_bit(name: str, g_norm: str) -> None:
+    """train.step_in_backward: each parameter updated as its gradient completes equals one step after
+    the backward, weights and Adam moments alike. BicycleGAN with batch norm calls G once per branch,
+    so the frozen encoder's backward (detached weights of E) and E's own accumulation are not tied
+    by the graph: the engine's order must still run the former first."""
+    cls, recipe_of, _ = MODELS[name]
+    _, batch = make(name)
+    models = []
+    for in_backward in (False, True):
+        recipe = recipe_of()
+        for net_name, spec in recipe["model"]["networks"].items():
+            if net_name.startswith("G"):
+                spec["norm"] = g_norm
+        torch.manual_seed(0)
+        model = cls(recipe)
+        model.precision.step_in_backward = in_backward
+        g_params = [p for n, net in model.networks.items() if n.startswith("G") for p in net.parameters()]
+        complete: list[int] = []
+        hooks = [p.register_post_accumulate_grad_hook(
+            lambda p: complete.append(sum(q.grad is not None for q in g_params))) for p in g_params]
+        torch.manual_seed(1)
+        for _ in range(3):
+            model.train_step(batch)
+        for hook in hooks:
+            hook.remove()
+        models.append((model, complete))
+    (plain, plain_counts), (fast, fast_counts) = models
+    for (key, p), q in zip(plain.networks.state_dict().items(), fast.networks.state_dict().values()):
+        assert torch.equal(p, q), key
+    for opt_name, opt in plain.optimizers.items():
+        fast_opt = fast.optimizers[opt_name]
+        for p, q in zip(opt.param_groups[0]["params"], fast_opt.param_groups[0]["params"]):
+            for key in ("step", "exp_avg", "exp_avg_sq"):
+                assert torch.equal(opt.state[p][key], fast_opt.state[q][key]), (opt_name, key)
+    assert all(p.grad is None for p in fast.parameters())  # freed as they were used
+    # after the backward, all of G's gradients existed together; inside it, never more than a few
+    assert max(plain_counts) == len([p for n, net in plain.networks.items() if n.startswith("G")
+                                     for p in net.parameters()])
+    assert max(fast_counts) <= 2
+
+
 def test_explicit_optimizer_flags_are_kept() -> None:
     opt = make_optimizer([nn.Parameter(torch.zeros(2))], {"type": "adam", "foreach": False}, torch.device("cpu"))
     assert not opt.defaults.get("fused") and opt.defaults["foreach"] is False
@@ -160,19 +203,20 @@ def test_generator_backward_leaves_discriminator_grads_alone(name: str, g_group:
     model.train_step(batch)  # pix2pix's D step runs first: its D grads exist before the G backward
     d_params = [p for d in d_names for p in model.networks[d].parameters()]
     seen: list[bool] = []
-    backward = model.precision.backward
+    update = model.precision.update
+    model.precision.step_in_backward = False  # D's gradients then outlive its update
 
-    def spying_backward(loss: torch.Tensor, group: str) -> None:
+    def spying_update(loss: torch.Tensor, optimizers: list[torch.optim.Optimizer], group: str) -> None:
         if group == g_group:
             before = [None if p.grad is None else p.grad.clone() for p in d_params]
             assert not any(p.requires_grad for p in d_params)
-            backward(loss, group)
+            update(loss, optimizers, group)
             seen.append(all((b is None and p.grad is None) or (b is not None and torch.equal(b, p.grad))
                             for b, p in zip(before, d_params)))
         else:
-            backward(loss, group)
+            update(loss, optimizers, group)
 
-    model.precision.backward = spying_backward
+    model.precision.update = spying_update
     model.train_step(batch)
     assert seen == [True]
     assert all(p.requires_grad for p in d_params)  # switched back on for the next D step

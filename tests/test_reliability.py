@@ -91,6 +91,7 @@ def test_nonfinite_stop_names_loss_and_step_and_keeps_the_last_checkpoint(
         data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     poison_step(monkeypatch, 3)
     t = trainer(data_root, tmp_path / "run")
+    assert t.model.precision.step_in_backward  # the run stops: updates inside the backward may stay on
     with pytest.raises(NonFiniteLoss) as info:
         t.run()
     message = str(info.value)
@@ -120,6 +121,7 @@ def test_nonfinite_skip_really_skips_the_update(data_root: Path, tmp_path: Path,
     seen: list[dict[str, Any]] = []
     poison_step(monkeypatch, 3, seen)
     t = trainer(data_root, tmp_path / "run", nonfinite="skip")
+    assert not t.model.precision.step_in_backward  # a skipped update checks every gradient before any update
     result = t.run()
     assert result.step == 4 and t.skipped_steps == 1
     # State entering step 4 == state entering step 3: weights, batch-norm statistics, Adam moments.
@@ -139,19 +141,23 @@ def test_a_skipped_step_is_not_averaged_into_the_weight_average(data_root: Path,
     assert int(t.ema.averages["G"].n_averaged) == 3  # 4 steps, one of them skipped
 
 
-def test_precision_refuses_nonfinite_gradients() -> None:
+@pytest.mark.parametrize("in_backward", [False, True])
+def test_precision_refuses_nonfinite_gradients(in_backward: bool) -> None:
     net = torch.nn.Linear(2, 2)
-    opt = torch.optim.Adam(net.parameters())
+    opt = torch.optim.Adam(net.parameters(), fused=True)
     before = copy.deepcopy(net.state_dict())
     precision = Precision("fp32", torch.device("cpu"))
     precision.guard_nonfinite = True
-    net(torch.ones(1, 2)).sum().backward()
-    net.weight.grad[0, 0] = math.inf
-    precision.step([opt], "G")
-    assert precision.skipped == ["G"] and same(net.state_dict(), before) and not opt.state
-    net.weight.grad[0, 0] = 1.0
-    precision.step([opt], "G")
+    precision.step_in_backward = in_backward
+    precision.update(net(torch.tensor([[math.inf, 1.0]])).sum(), [opt], "G")  # inf weight gradient
+    assert precision.skipped == ["G"] and torch.equal(net.weight, before["weight"])
+    # no moment saw the gradient (inside the backward, a parameter updated before it, here maybe the bias, keeps
+    # its update: the run stops under train.nonfinite=stop, and skip updates after the backward)
+    assert float(opt.state.get(net.weight, {"step": torch.zeros(())})["step"]) == 0
+    opt.zero_grad(set_to_none=True)
+    precision.update(net(torch.ones(1, 2)).sum(), [opt], "G")
     assert precision.skipped == ["G"] and not same(net.state_dict(), before)
+    assert float(opt.state[net.weight]["step"]) == 1
 
 
 # -- signals --------------------------------------------------------------------------------------

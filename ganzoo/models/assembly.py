@@ -87,8 +87,11 @@ def run_stacked(net: nn.Module, *calls: torch.Tensor | tuple[torch.Tensor, ...],
 
 
 def apply_speed_switches(model: nn.Module, train: dict[str, Any]) -> None:
-    """The recipe's ``train.channels_last``, ``train.tuned_cpu_convs`` and ``train.compile``, in place,
-    as ``ganzoo train`` and ``ganzoo bench`` both apply them right after building the model."""
+    """The recipe's ``train.channels_last``, ``train.tuned_cpu_convs``, ``train.compile`` and
+    ``train.step_in_backward``, in place, as ``ganzoo train`` and ``ganzoo bench`` both apply them
+    right after building the model."""
+    if hasattr(model, "precision"):
+        model.precision.step_in_backward = bool(train.get("step_in_backward", True))
     if train.get("channels_last"):
         model.networks.to(memory_format=torch.channels_last)
     if train.get("compile"):

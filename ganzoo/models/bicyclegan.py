@@ -236,8 +236,7 @@ class BicycleGAN(ModelSpec, nn.Module):
         updated = [self.optimizers[name] for name in ("G", "E") if name in self.optimizers]
         with self.precision.autocast():
             total, losses, fake_enc, fake_rand = self.generator_objective(A_enc, B_enc)
-        self.precision.backward(total, "GE")
-        self.precision.step(updated, "GE")
+        self.precision.update(total, updated, "GE")
         losses["G_total"] = total
 
         # ---- discriminators on the fakes of this step (detached), as the official code does ----
@@ -267,8 +266,7 @@ class BicycleGAN(ModelSpec, nn.Module):
             for f, r in pairs:
                 pred_fake, pred_real = run_stacked(net, f, r)
                 loss = loss + self.criterion_gan(pred_fake, False) + self.criterion_gan(pred_real, True)
-        self.precision.backward(loss, name)
-        self.precision.step([opt], name)
+        self.precision.update(loss, [opt], name)
         return loss
 
     # -- inference ------------------------------------------------------------------------------

@@ -90,8 +90,7 @@ class CycleGAN(ModelSpec, nn.Module):
             if w["cycle_B"] > 0:
                 losses["cycle_B"] = F.l1_loss(rec_B.float(), real_B.float())
                 total = total + w["cycle_B"] * losses["cycle_B"]
-        self.precision.backward(total, "G")
-        self.precision.step([self.optimizers["G"]], "G")
+        self.precision.update(total, [self.optimizers["G"]], "G")
         losses["G_total"] = total
 
         if w["gan"] > 0:
@@ -103,8 +102,7 @@ class CycleGAN(ModelSpec, nn.Module):
                 losses["D_A"] = 0.5 * (self.criterion_gan(pred_fake, False) + self.criterion_gan(pred_real, True))
                 pred_fake, pred_real = run_stacked(DB, pool_A, real_A)
                 losses["D_B"] = 0.5 * (self.criterion_gan(pred_fake, False) + self.criterion_gan(pred_real, True))
-            self.precision.backward(losses["D_A"] + losses["D_B"], "D")
-            self.precision.step([self.optimizers["D"]], "D")
+            self.precision.update(losses["D_A"] + losses["D_B"], [self.optimizers["D"]], "D")
         return {k: v.detach() for k, v in losses.items()}
 
     @torch.no_grad()

@@ -49,8 +49,7 @@ class Pix2Pix(ModelSpec, nn.Module):
             with self.precision.autocast():
                 pred_fake, pred_real = run_stacked(D, fake_pair.detach(), torch.cat([A, B], 1))
                 losses["D"] = 0.5 * (self.criterion_gan(pred_fake, False) + self.criterion_gan(pred_real, True))
-            self.precision.backward(losses["D"], "D")
-            self.precision.step([self.optimizers["D"]], "D")
+            self.precision.update(losses["D"], [self.optimizers["D"]], "D")
 
         set_requires_grad([D], False)
         with self.precision.autocast():
@@ -61,8 +60,7 @@ class Pix2Pix(ModelSpec, nn.Module):
             if w["l1"] > 0:
                 losses["l1"] = F.l1_loss(fake.float(), B.float())
                 total = total + w["l1"] * losses["l1"]
-        self.precision.backward(total, "G")
-        self.precision.step([self.optimizers["G"]], "G")
+        self.precision.update(total, [self.optimizers["G"]], "G")
         set_requires_grad([D], True)
         losses["G_total"] = total
         return {k: v.detach() for k, v in losses.items()}

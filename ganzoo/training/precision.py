@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 import torch
 
 from ganzoo.errors import RecipeError
+from ganzoo.training.steps_in_backward import StepsInBackward, steps_fit_in_backward
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -59,6 +60,9 @@ class Precision:
         # ``skipped`` until the trainer reads them. fp16 leaves this to its GradScaler.
         self.guard_nonfinite = False
         self.skipped: list[str] = []
+        # ``train.step_in_backward``, set by ``apply_speed_switches``; off for DistributedDataParallel
+        # and ``train.nonfinite: skip`` (see :mod:`ganzoo.training.steps_in_backward`)
+        self.step_in_backward = False
 
     @property
     def warning(self) -> str | None:
@@ -89,13 +93,20 @@ class Precision:
             self.scalers[group] = torch.amp.GradScaler(self.device.type)
         return self.scalers[group]
 
-    def backward(self, loss: torch.Tensor, group: str) -> None:
-        scaler = self.scaler(group)
-        (scaler.scale(loss) if scaler is not None else loss).backward()
-
-    def step(self, optimizers: Iterable[torch.optim.Optimizer], group: str) -> None:
-        scaler = self.scaler(group)
+    def update(self, loss: torch.Tensor, optimizers: Iterable[torch.optim.Optimizer], group: str) -> None:
+        """Backward ``loss`` and update the parameters of ``optimizers`` (the update group ``group``):
+        inside the backward, parameter by parameter, under ``step_in_backward`` where the update
+        allows it; else after it, refused when a gradient is non-finite (``guard_nonfinite``) or
+        left to the group's GradScaler (fp16)."""
         optimizers = list(optimizers)
+        scaler = self.scaler(group)
+        if scaler is None and self.step_in_backward and steps_fit_in_backward(optimizers):
+            with StepsInBackward(optimizers, check_finite=self.guard_nonfinite) as steps:
+                loss.backward()
+            if steps.found_nonfinite:
+                self.skipped.append(group)
+            return
+        (scaler.scale(loss) if scaler is not None else loss).backward()
         if scaler is None and self.guard_nonfinite and not grads_are_finite(optimizers):
             self.skipped.append(group)
             return

@@ -166,6 +166,8 @@ class Trainer:
         self.skipped_steps = 0
         if hasattr(self.model, "precision"):
             self.model.precision.guard_nonfinite = True
+            if self.nonfinite == "skip":  # a skipped step needs all gradients checked before any update
+                self.model.precision.step_in_backward = False
         if self.dist.is_main:  # a disk that cannot hold a checkpoint fails now, not hours from now
             self.checkpoints.check_space(estimate_checkpoint_bytes(self.state(), self.model.optimizers.values()))
         self._sample_batch, self._sample_z = self._fixed_samples()
