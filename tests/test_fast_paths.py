@@ -148,11 +148,17 @@ def test_adam_is_fused_on_the_cpu_and_matches_the_plain_loop() -> None:
 
 @pytest.mark.parametrize("name,g_norm", [("bicyclegan", "instance"), ("bicyclegan", "batch"), ("pix2pix", "batch"),
                                          ("cyclegan", "instance")])
-def test_updates_inside_the_backward_give_the_same_weights_bit_for_bit(name: str, g_norm: str) -> None:
+@pytest.mark.parametrize("each_at_once", [True, False], ids=["each_at_once", "collected"])
+def test_updates_inside_the_backward_give_the_same_weights_bit_for_bit(name: str, g_norm: str, each_at_once: bool,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """train.step_in_backward: each parameter updated as its gradient completes equals one step after
     the backward, weights and Adam moments alike. BicycleGAN with batch norm calls G once per branch,
     so the frozen encoder's backward (detached weights of E) and E's own accumulation are not tied
     by the graph: the engine's order must still run the former first."""
+    from ganzoo.training import steps_in_backward
+
+    if each_at_once:  # else these tiny gradients are all collected and applied as the backward ends
+        monkeypatch.setattr(steps_in_backward, "FLUSH_BYTES", 1)
     cls, recipe_of, _ = MODELS[name]
     _, batch = make(name)
     models = []
@@ -186,7 +192,7 @@ def test_updates_inside_the_backward_give_the_same_weights_bit_for_bit(name: str
     # after the backward, all of G's gradients existed together; inside it, never more than a few
     assert max(plain_counts) == len([p for n, net in plain.networks.items() if n.startswith("G")
                                      for p in net.parameters()])
-    assert max(fast_counts) <= 2
+    assert max(fast_counts) <= (2 if each_at_once else len(g_params))
 
 
 def test_explicit_optimizer_flags_are_kept() -> None:
