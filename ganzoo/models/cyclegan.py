@@ -66,15 +66,19 @@ class CycleGAN(ModelSpec, nn.Module):
         self.drop_gradients()
         set_requires_grad([DA, DB], False)
         with self.precision.autocast():
+            # Three generator calls instead of the official six where samples are independent
+            # (instance norm; run_stacked decides): G_B's translation and identity first, then G_A on
+            # its translation, its identity and G_B's output (the B cycle) at once, then G_B's
+            # reconstruction. One call of batch 3 runs fewer and larger convolutions than a batch-2 and
+            # a batch-1 call (CycleGAN 128 px with oneDNN alone: 3.03 against 3.09 s a step; the tuned
+            # convolutions' Winograd pays more at batch 3, where it transforms each filter once for 3 images).
             if w["identity"] > 0:
-                # Each generator also maps its own target domain (identity): one stacked call per
-                # generator where samples are independent (instance norm), as run_stacked decides.
-                fake_B, idt_A = run_stacked(GA, real_A, real_B)
                 fake_A, idt_B = run_stacked(GB, real_B, real_A)
+                fake_B, idt_A, rec_B = run_stacked(GA, real_A, real_B, fake_A)
             else:
-                fake_B, fake_A = GA(real_A), GB(real_B)
+                fake_A = GB(real_B)
+                fake_B, rec_B = run_stacked(GA, real_A, fake_A)
             rec_A = GB(fake_B)
-            rec_B = GA(fake_A)
             total = fake_B.new_zeros((), dtype=torch.float32)
             if w["identity"] > 0:
                 losses["idt_A"] = F.l1_loss(idt_A.float(), real_B.float()) * w["cycle_B"]
