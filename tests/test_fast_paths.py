@@ -258,6 +258,22 @@ def test_batch_norm_is_never_stacked() -> None:
     assert calls == [2, 2]
 
 
+def test_cyclegan_step_runs_three_generator_calls_equal_to_the_official_six(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ganzoo.models import cyclegan
+
+    stacked, batch = make("cyclegan")
+    calls: dict[str, list[int]] = {"G_A": [], "G_B": []}
+    for name, sizes in calls.items():
+        stacked.networks[name].register_forward_pre_hook(lambda m, args, sizes=sizes: sizes.append(args[0].shape[0]))
+    stacked_losses, stacked_grads = step_and_grads(stacked, batch)
+    n = batch["A"].shape[0]
+    assert calls == {"G_A": [3 * n], "G_B": [2 * n, n]}
+
+    monkeypatch.setattr(cyclegan, "run_stacked", lambda net, *args, **kw: [net(a) for a in args])
+    separate, _ = make("cyclegan")
+    assert_same_step((stacked_losses, stacked_grads), step_and_grads(separate, batch), rtol=1e-4, atol=1e-6)
+
+
 def test_bicyclegan_stack_branches_runs_G_once_under_batch_norm() -> None:
     """model.stack_branches: one G call for both branches, batch statistics over both halves."""
     recipe = bicyclegan_recipe()
