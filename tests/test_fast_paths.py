@@ -469,6 +469,14 @@ def test_parallel_discriminator_updates_give_the_same_steps(torch_threads: Calla
                          rtol=1e-3, atol=1e-5)
     assert set(threads_seen) == {"D", "D2"} and len(set(threads_seen.values())) == 2  # truly on two threads
     assert torch.get_num_threads() == 2  # the step's intra-op threads are back after the updates
+    # with updates inside each thread's backward (train.step_in_backward), the same weights bit for bit
+    inside, _ = make("bicyclegan")
+    inside.precision.step_in_backward = True
+    for _ in range(3):
+        torch.manual_seed(1)
+        inside.train_step(batch)
+    for (key, p), q in zip(fast_model.networks.state_dict().items(), inside.networks.state_dict().values()):
+        assert torch.equal(p, q), key
 
 
 def test_parallel_branches_run_in_turn_where_they_cannot_pay(torch_threads: Callable[[int], None]) -> None:
