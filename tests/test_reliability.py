@@ -96,7 +96,7 @@ def test_nonfinite_stop_names_loss_and_step_and_keeps_the_last_checkpoint(
         t.run()
     message = str(info.value)
     assert "at step 3" in message and "loss D" in message and "step_00000002.pt is untouched" in message
-    assert "were not applied" in message and "train.nonfinite=skip" in message
+    assert "stopped at the first non-finite gradient" in message and "train.nonfinite=skip" in message
     assert info.value.exit_code == 3
     files = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*.pt"))
     assert files == ["step_00000002.pt"]

@@ -127,8 +127,8 @@ TRAIN: dict[str, Key] = {
                              "by side on CPU threads, one intra-op thread each: the same maths, 0.89-0.94x the "
                              "step on 2 cores at 32-256 px; in turn on CUDA, in distributed runs and on one thread "
                              "(ganzoo/training/branches.py)"),
-    "step_in_backward": Key(True, bool, "update each parameter inside the backward pass, as soon as its gradient "
-                            "is complete, and free that gradient: the same weights bit for bit, a lower peak of "
+    "step_in_backward": Key(True, bool, "update parameters inside the backward pass as their gradients complete "
+                            "(every 16 MiB of them) and free those gradients: the same weights bit for bit, a lower peak of "
                             "memory (a network's gradients never all exist at once); for fused Adam/AdamW, off "
                             "under fp16, nonfinite: skip and multi-process runs (ganzoo/training/steps_in_backward.py)"),
     "nonfinite": Key("stop", str, "what a NaN/inf loss does", choices=("stop", "skip")),

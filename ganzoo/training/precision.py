@@ -95,7 +95,7 @@ class Precision:
 
     def update(self, loss: torch.Tensor, optimizers: Iterable[torch.optim.Optimizer], group: str) -> None:
         """Backward ``loss`` and update the parameters of ``optimizers`` (the update group ``group``):
-        inside the backward, parameter by parameter, under ``step_in_backward`` where the update
+        inside the backward as gradients complete, under ``step_in_backward`` where the update
         allows it; else after it, refused when a gradient is non-finite (``guard_nonfinite``) or
         left to the group's GradScaler (fp16)."""
         optimizers = list(optimizers)

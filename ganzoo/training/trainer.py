@@ -330,7 +330,12 @@ class Trainer:
             return True
         bad = [k for k, v in losses.items() if not math.isfinite(float(v))]
         what = f"loss {', '.join(bad)}" if bad else "the gradients"
-        not_applied = f"the update(s) of {', '.join(refused)} were not applied" if refused else "the updates were applied"
+        if not refused:
+            not_applied = "the updates were applied"
+        elif precision.step_in_backward:  # the parameters updated before the first bad gradient keep their update
+            not_applied = f"the update(s) of {', '.join(refused)} stopped at the first non-finite gradient"
+        else:
+            not_applied = f"the update(s) of {', '.join(refused)} were not applied"
         if self.nonfinite == "skip":
             if buffers is not None:  # running statistics saw the same non-finite forward pass
                 with torch.no_grad():
