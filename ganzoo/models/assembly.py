@@ -14,6 +14,7 @@ from ganzoo.errors import RecipeError
 from ganzoo.layers import init_weights
 from ganzoo.layers.cpu_convs import use_tuned_cpu_convs
 from ganzoo.registry import build
+from ganzoo.training.cpu_allocator import reuse_freed_memory
 
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -87,9 +88,12 @@ def run_stacked(net: nn.Module, *calls: torch.Tensor | tuple[torch.Tensor, ...],
 
 
 def apply_speed_switches(model: nn.Module, train: dict[str, Any]) -> None:
-    """The recipe's ``train.channels_last``, ``train.tuned_cpu_convs``, ``train.compile`` and
-    ``train.step_in_backward``, in place, as ``ganzoo train`` and ``ganzoo bench`` both apply them
-    right after building the model."""
+    """The recipe's ``train.channels_last``, ``train.tuned_cpu_convs``, ``train.compile``,
+    ``train.step_in_backward`` and ``train.reuse_freed_memory`` (the process's allocator, on the
+    CPU), in place, as ``ganzoo train`` and ``ganzoo bench`` both apply them right after building
+    the model."""
+    if train.get("reuse_freed_memory", True) and getattr(model, "device", torch.device("cpu")).type == "cpu":
+        reuse_freed_memory()
     if hasattr(model, "precision"):
         model.precision.step_in_backward = bool(train.get("step_in_backward", True))
     if train.get("channels_last"):
