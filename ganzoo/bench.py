@@ -22,7 +22,6 @@ import resource
 import statistics
 import sys
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,11 +30,10 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ganzoo.errors import GanzooError
-from ganzoo.layers import conv_routes
-from ganzoo.models.assembly import apply_speed_switches
-from ganzoo.registry import get_component
+from ganzoo.recipe.schema import Recipe
 from ganzoo.training.device import resolve_device
 from ganzoo.training.rng import seed_everything
+from ganzoo.training.trainer import TrainingParts, build_training
 
 #: Dense peak TFLOP/s of a few CUDA devices by (name fragment, precision); fp32 is without TF32.
 CUDA_PEAK_TFLOPS: dict[tuple[str, str], float] = {
@@ -69,8 +67,7 @@ class BenchResult:
     peak_source: str | None = None
     channels_last: bool = False
     compiled: bool = False
-    tuned_cpu_convs: bool = False  # train.tuned_cpu_convs took effect (CPU, fp32, not compiled)
-    conv_routes: dict[str, int] = field(default_factory=dict)  # signatures timed in this process, by route
+    accelerators: list[str] = field(default_factory=list)  # train.accelerators that were applied
     warning: str | None = None  # why the precision will likely be slow here
 
     @property
@@ -146,18 +143,18 @@ def generator_of(model: nn.Module) -> nn.Module:
     raise GanzooError(f"{type(model).__name__} declares no generator, so ganzoo bench cannot shape a batch")
 
 
-def synthetic_batch(recipe: dict[str, Any], model: nn.Module, device: torch.device,
+def synthetic_batch(recipe: Recipe, model: nn.Module, device: torch.device,
                     seed: int = 0) -> dict[str, torch.Tensor]:
     """A batch of uniform noise in [-1, 1] with the recipe's batch size, crop size and channels."""
-    data, n = recipe["data"], int(recipe["train"]["batch_size"])
+    data, n = recipe.data, recipe.train.batch_size
     G = generator_of(model)
-    in_nc = data.get("input_nc") or G.input_nc
-    out_nc = data.get("output_nc") or G.output_nc
-    size = int(data["crop_size"])
+    in_nc = data.input_nc or G.input_nc
+    out_nc = data.output_nc or G.output_nc
+    size = data.crop_size
     gen = torch.Generator().manual_seed(seed)
     A = torch.rand(n, in_nc, size, size, generator=gen) * 2 - 1
     B = torch.rand(n, out_nc, size, size, generator=gen) * 2 - 1
-    if recipe["train"].get("channels_last"):
+    if recipe.train.channels_last:
         A, B = A.contiguous(memory_format=torch.channels_last), B.contiguous(memory_format=torch.channels_last)
     return {"A": A.to(device), "B": B.to(device), "A_path": ["synthetic"] * n, "B_path": ["synthetic"] * n}
 
@@ -170,12 +167,10 @@ def peak_memory(device: torch.device) -> tuple[int, str]:
     return peak * (1 if sys.platform == "darwin" else 1024), "rss"  # Linux reports KiB, macOS bytes
 
 
-def build_model(recipe: dict[str, Any], device: torch.device) -> nn.Module:
-    """The recipe's model as ``ganzoo train`` builds it, with its speed switches (channels-last, compile ...)."""
-    seed_everything(int(recipe["train"]["seed"]))
-    model = get_component("model", recipe["model"]["type"]).factory(recipe, device)
-    apply_speed_switches(model, recipe["train"])
-    return model
+def build_parts(recipe: Recipe, device: torch.device) -> TrainingParts:
+    """The recipe's model, optimizers and updater as ``ganzoo train`` builds them."""
+    seed_everything(recipe.train.seed)
+    return build_training(recipe, device)
 
 
 def _sync(device: torch.device) -> None:
@@ -183,16 +178,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_benchmark(recipe: dict[str, Any], *, steps: int = 10, warmup: int = 2, count_flops: bool = True,
+def run_benchmark(recipe: Recipe, *, steps: int = 10, warmup: int = 2, count_flops: bool = True,
                   peak_tflops: float | None = None, source: str = "") -> BenchResult:
     """Time ``steps`` training steps after ``warmup`` untimed ones on a synthetic batch.
 
     Args:
         recipe: a resolved recipe (:func:`ganzoo.recipe.prepare_recipe`).
         steps: timed steps (the median is the headline figure).
-        warmup: untimed steps first (allocator, oneDNN primitive caches, ``torch.compile``); after
-            them, where convolution routes were timed (:mod:`ganzoo.layers.conv_routes`), one more
-            untimed step times them a second time, as a training run does 30 s in.
+        warmup: untimed steps first (allocator, oneDNN primitive caches, ``torch.compile``, an
+            accelerator's own choices).
         count_flops: count one extra, untimed step under ``FlopCounterMode``.
         peak_tflops: the device's peak to compare with; None looks it up or estimates it.
         source: the recipe's file name, for the report.
@@ -201,53 +195,41 @@ def run_benchmark(recipe: dict[str, Any], *, steps: int = 10, warmup: int = 2, c
         raise GanzooError(f"--steps must be at least 1, got {steps}")
     if warmup < 0:
         raise GanzooError(f"--warmup cannot be negative, got {warmup}")
-    device = resolve_device(recipe["train"]["device"])
-    precision = recipe["train"].get("precision", "fp32")
-    model = build_model(recipe, device)
-    batch = synthetic_batch(recipe, model, device, seed=int(recipe["train"]["seed"]))
+    device = resolve_device(recipe.train.device)
+    precision = recipe.train.precision
+    parts = build_parts(recipe, device)
+    batch = synthetic_batch(recipe, parts.model, device, seed=recipe.train.seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for _ in range(warmup):
-        model.train_step(batch)
-    if warmup and conv_routes.retiming and conv_routes.retime_pending_now():
-        # the convolution routes' second timing, which a training run makes 30 s in (a first timing
-        # in a slow phase of a shared host would otherwise decide the figures)
-        model.train_step(batch)
+        parts.step(batch)
     _sync(device)
     times = []
-    retiming, conv_routes.retiming = conv_routes.retiming, False  # no route timing among the timed steps
-    try:
-        for _ in range(steps):
-            start = time.perf_counter()
-            model.train_step(batch)
-            _sync(device)
-            times.append(time.perf_counter() - start)
-    finally:
-        conv_routes.retiming = retiming
+    for _ in range(steps):
+        start = time.perf_counter()
+        parts.step(batch)
+        _sync(device)
+        times.append(time.perf_counter() - start)
     memory, memory_kind = peak_memory(device)
     flops = 0
     if count_flops:
         counter = FlopCounterMode(display=False)
         with counter:
-            model.train_step(batch)
+            parts.step(batch)
         flops = counter.get_total_flops()
     if peak_tflops is not None:
         peak, peak_source = peak_tflops, "given (--peak-tflops)"
     else:
         peak, peak_source = device_peak_tflops(device, precision)
     return BenchResult(
-        recipe=source or str(recipe.get("name", "")), model=recipe["model"]["type"],
+        recipe=source or recipe.name, model=recipe.model.type,
         device=_device_name(device), precision=precision, threads=torch.get_num_threads(),
-        batch_size=int(recipe["train"]["batch_size"]), image_size=int(recipe["data"]["crop_size"]),
+        batch_size=recipe.train.batch_size, image_size=recipe.data.crop_size,
         steps=steps, warmup=warmup, step_seconds=times, peak_memory_bytes=memory, memory_kind=memory_kind,
         flops_per_step=flops, peak_tflops=peak, peak_source=peak_source,
-        channels_last=bool(recipe["train"].get("channels_last")), compiled=bool(recipe["train"].get("compile")),
-        # where the switch takes effect: CPU, float32, default layout, not compiled
-        tuned_cpu_convs=bool(recipe["train"].get("tuned_cpu_convs", True) and device.type == "cpu"
-                                and precision == "fp32" and not recipe["train"].get("channels_last")
-                                and not recipe["train"].get("compile")),
-        conv_routes=dict(Counter(conv_routes.route_table().values())),
-        warning=model.precision.warning,
+        channels_last=recipe.train.channels_last, compiled=recipe.train.compile,
+        accelerators=list(parts.accelerators),
+        warning=parts.updater.warning,
     )
 
 

@@ -10,7 +10,7 @@ A metric named explicitly must run: if it cannot, that is an error.
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -22,6 +22,7 @@ import torch.nn as nn
 
 from ganzoo.errors import DataError, GanzooError, RecipeError, did_you_mean
 from ganzoo.metrics.base import EvalContext, MetricUnavailable
+from ganzoo.recipe.schema import Recipe
 from ganzoo.registry import build, list_components
 
 
@@ -32,21 +33,19 @@ def metric_names() -> list[str]:
     return list_components("metric")["metric"]
 
 
-def evaluation_dataset(recipe: Mapping[str, Any], split: str = "val", data_root: str | os.PathLike[str] | None = None,
+def evaluation_dataset(recipe: Recipe, split: str = "val", data_root: str | os.PathLike[str] | None = None,
                        direction: str | None = None) -> Any:
     """The recipe's dataset for ``split`` (no flips), at ``data_root`` when given, in ``direction`` when given."""
-    from ganzoo.training.trainer import make_dataset
+    from ganzoo.data.from_recipe import make_dataset
 
-    recipe = copy.deepcopy(dict(recipe))
-    if data_root is not None:
-        recipe["data"]["root"] = os.fspath(data_root)
-        # A different folder is used as it is: never generate a shapes world over it.
-        recipe["data"]["shapes"] = None
+    data = recipe.data
+    if data_root is not None:  # a different folder is used as it is: never generate a shapes world over it
+        data = dataclasses.replace(data, root=os.fspath(data_root), shapes=None)
     if direction is not None:
-        recipe["data"]["direction"] = direction
-    if "unaligned" in str(recipe["data"].get("dataset")):
-        recipe["data"]["serial_batches"] = True  # a fixed A-B pairing, as the official test phase has
-    return make_dataset(recipe, split)
+        data = dataclasses.replace(data, direction=direction)
+    # a fixed A-B pairing for unpaired data, as the official test phase has
+    extra = {"serial_batches": True} if "unaligned" in data.dataset else {}
+    return make_dataset(recipe.replace(data=data), split, **extra)
 
 
 def _choose(names: Iterable[str] | None) -> tuple[list[str], bool]:
@@ -91,7 +90,7 @@ def evaluate(model: nn.Module | str | os.PathLike[str], *, data_root: str | os.P
     if dataset is None:
         if recipe is None:
             raise GanzooError("the model carries no recipe: pass dataset=... to evaluate it")
-        if "G_A" not in model.networks and direction != recipe["data"].get("direction", "AtoB"):
+        if "G_A" not in model.networks and direction != recipe.data.direction:
             raise GanzooError(f"direction {direction} differs from the recipe's data.direction; only CycleGAN "
                               "models translate both ways")
         try:

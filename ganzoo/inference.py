@@ -6,6 +6,10 @@
 
 A checkpoint carries its resolved recipe, so the model class and every network are rebuilt from
 it; no architecture argument is ever repeated. Networks are returned in eval mode.
+
+A checkpoint is data: loading one never imports the plugins its recipe lists. Components that come
+from plugins need ``plugins=[...]`` (or ``trust_checkpoint_plugins=True``); without them the error
+names the plugins the checkpoint lists.
 """
 from __future__ import annotations
 
@@ -16,9 +20,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ganzoo.errors import CheckpointError, DataError, GanzooError
-from ganzoo.plugins import load_recipe_plugins
-from ganzoo.training.checkpoint import load_checkpoint, load_network_state
+from ganzoo.errors import CheckpointError, ComponentError, DataError, GanzooError, RecipeError
+from ganzoo.plugins import activate_plugins, missing_plugins_error
+from ganzoo.recipe import resolve_recipe
+from ganzoo.recipe.schema import Recipe
+from ganzoo.training.checkpoint import CheckpointDir, check_model_payload, load_checkpoint, load_network_state
 from ganzoo.training.ema import apply_stored_average
 
 
@@ -33,47 +39,86 @@ def resolve_checkpoint(run_or_checkpoint: str | os.PathLike[str]) -> Path:
                 return candidate
         raise CheckpointError(f"{path} is a folder without checkpoints/latest.pt",
                               hint="pass a run folder written by `ganzoo train` or a checkpoint file (.pt)")
+    if path.exists():
+        raise CheckpointError(f"{path} is neither a checkpoint file nor a run folder (a FIFO or device?)")
     raise CheckpointError(f"{path} does not exist",
                           hint="pass a run folder written by `ganzoo train` or a checkpoint file (.pt)")
 
 
-def build_model(recipe: dict[str, Any], device: torch.device | str = "cpu") -> nn.Module:
-    """The model a resolved recipe describes, with freshly initialised networks."""
+def read_model_checkpoint(run_or_checkpoint: str | os.PathLike[str],
+                          warn: Any = None) -> tuple[dict[str, Any], Path]:
+    """``(payload, path)`` of the checkpoint a path names, checked to hold a recipe and networks.
+
+    A run folder gives its newest usable checkpoint: a damaged newest one is skipped with a warning
+    (``warn``, default :func:`warnings.warn`), as ``--resume`` does; one carrying code stops it.
+    """
+    path = Path(run_or_checkpoint).expanduser()
+    if path.is_dir():
+        for folder in (path / "checkpoints", path):
+            directory = CheckpointDir(folder)
+            if directory.step_files() or directory.latest.exists():
+                return directory.load_latest(warn=warn, check=check_model_payload)
+        resolve_checkpoint(path)  # raises the "no checkpoints" error
+    path = resolve_checkpoint(path)
+    payload = load_checkpoint(path)
+    check_model_payload(payload, path)
+    return payload, path
+
+
+def build_model(recipe: Recipe, device: torch.device | str = "cpu") -> nn.Module:
+    """The model a resolved recipe describes, with freshly initialised networks (no optimizers)."""
     from ganzoo.registry import get_component
 
-    model_cls = get_component("model", recipe["model"]["type"]).factory
+    model_cls = get_component("model", recipe.model.type).factory
     return model_cls(recipe, device)
 
 
 def load(run_or_checkpoint: str | os.PathLike[str], device: torch.device | str | None = None, *,
-         ema: bool = True) -> nn.Module:
+         ema: bool = True, plugins: list[str] | tuple[str, ...] = (), trust_checkpoint_plugins: bool = False,
+         command: str | None = None, warn: Any = None) -> nn.Module:
     """Load a trained model from a run folder or a checkpoint file.
 
     Args:
-        run_or_checkpoint: a run folder (its ``checkpoints/latest.pt`` is used) or a ``.pt`` file
-            written by ``ganzoo train`` or ``ganzoo import-official``.
+        run_or_checkpoint: a run folder (its newest usable checkpoint) or a ``.pt`` file written by
+            ``ganzoo train`` or ``ganzoo import-official``.
         device: where the networks go; ``None`` picks the recipe's ``train.device`` rule (``auto``:
             CUDA, then MPS, then CPU).
         ema: use the generators' weight average when the run kept one (``train.ema``); False gives
             the trained weights themselves.
+        plugins: plugins to import first (module names or ``.py`` paths), as ``--plugin`` does.
+        trust_checkpoint_plugins: also import the plugins the checkpoint's recipe lists. Off by default:
+            a checkpoint is data, and a crafted one could name any file.
+        command: the CLI command loading it, for the error's hint.
+        warn: called with a message when a run folder's newest checkpoint is skipped (default:
+            :func:`warnings.warn`).
 
     Returns:
         The model (``pix2pix``, ``cyclegan``, ``bicyclegan`` ...) in eval mode, with its networks by
         name (``model.networks["G"]``), ``model.sample(A, z=None, num_z=1)``, and the attributes
         ``recipe`` (the stored resolved recipe), ``step``, ``checkpoint_path`` and
         ``uses_weight_average``.
+
+    Raises:
+        CheckpointError: the file is missing, damaged, refused (it carries code), has no recipe, or
+            needs a component from a plugin that was not imported (the plugins are named).
     """
     from ganzoo.training.device import resolve_device
 
-    path = resolve_checkpoint(run_or_checkpoint)
-    payload = load_checkpoint(path)
-    recipe = payload.get("recipe")
-    if not isinstance(recipe, dict) or "model" not in recipe:
-        raise CheckpointError(f"{path} carries no recipe, so its networks cannot be rebuilt")
-    load_recipe_plugins(recipe)  # the stored recipe's plugins: a missing one is named by its key
-    target = resolve_device(device if device is not None else recipe.get("train", {}).get("device", "auto")) \
-        if not isinstance(device, torch.device) else device
-    model = build_model(recipe, target)
+    payload, path = read_model_checkpoint(run_or_checkpoint, warn=warn)
+    stored = payload["recipe"]
+    # A checkpoint is data: its plugins are imported only when the caller says so.
+    pending = activate_plugins(cli=plugins, recipe=stored, trust_recipe=trust_checkpoint_plugins,
+                               recipe_source=f"the recipe stored in {path}")
+    try:
+        recipe = resolve_recipe(stored, source=str(path))
+        target = resolve_device(device if device is not None else recipe.train.device) \
+            if not isinstance(device, torch.device) else device
+        model = build_model(recipe, target)
+    except (ComponentError, RecipeError) as error:
+        raise missing_plugins_error(path, error, pending, command) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: its stored recipe cannot rebuild the model ({type(exc).__name__}: {exc})",
+                              hint="the checkpoint was edited or written by another ganzoo version") from None
     networks = payload.get("networks") or {}
     for name, net in model.networks.items():
         if name not in networks:
@@ -82,12 +127,10 @@ def load(run_or_checkpoint: str | os.PathLike[str], device: torch.device | str |
     model.uses_weight_average = ema and apply_stored_average(model, payload, str(path))
     model.eval()
     model.recipe = recipe
-    model.step = int(payload.get("step", 0))
+    model.step = int(payload.get("step", 0) or 0)
     model.checkpoint_path = path
     model.imported_from = payload.get("imported_from")
     return model
-
-
 
 
 # -- inputs ---------------------------------------------------------------------------------------
@@ -99,11 +142,11 @@ def input_channels(model: nn.Module, direction: str = "AtoB") -> int:
     return int(nets["G_A" if direction == "AtoB" else "G_B"].input_nc)
 
 
-def test_preprocess(recipe: dict[str, Any]) -> Any:
+def test_preprocess(recipe: Recipe) -> Any:
     """The test-time preprocessing of a recipe: resize to ``data.crop_size`` square, no flip, no random crop."""
     from ganzoo.data.transforms import Preprocess
 
-    size = int(recipe["data"]["crop_size"])
+    size = recipe.data.crop_size
     return Preprocess("resize_and_crop", load_size=size, crop_size=size, flip=False)
 
 
@@ -121,7 +164,7 @@ def list_inputs(path: str | os.PathLike[str]) -> list[Path]:
     raise DataError(f"input {path} does not exist")
 
 
-def load_input_images(paths: list[Path], recipe: dict[str, Any], *, channels: int = 3, pairs: bool = False,
+def load_input_images(paths: list[Path], recipe: Recipe, *, channels: int = 3, pairs: bool = False,
                       direction: str = "AtoB") -> list[tuple[Path, torch.Tensor]]:
     """Read and preprocess input images as ``(path, tensor (C, H, W) in [-1, 1])``.
 
@@ -203,6 +246,7 @@ __all__ = [
     "load_input_images",
     "model_nz",
     "random_latents",
+    "read_model_checkpoint",
     "resolve_checkpoint",
     "test_preprocess",
     "to_uint8",

@@ -37,6 +37,7 @@ KINDS: tuple[str, ...] = (
     "model",
     "dataset",
     "metric",
+    "accelerator",
 )
 
 F = TypeVar("F", bound=Callable[..., Any])

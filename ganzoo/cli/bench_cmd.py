@@ -42,7 +42,7 @@ def bench_command(recipe: str, overrides: tuple[str, ...], steps: int, warmup: i
     table.add_column("what", style="bold")
     table.add_column("value")
     flags = [result.precision] + (["channels_last"] if result.channels_last else []) + \
-        (["compiled"] if result.compiled else []) + (["tuned_cpu_convs"] if result.tuned_cpu_convs else [])
+        (["compiled"] if result.compiled else []) + result.accelerators
     rows = [
         ("model", f"{result.model}, batch {result.batch_size}, {result.image_size} px, {', '.join(flags)}"),
         ("device", f"{result.device}, {result.threads} threads"),
@@ -51,9 +51,6 @@ def bench_command(recipe: str, overrides: tuple[str, ...], steps: int, warmup: i
         ("images/s", f"{result.images_per_s:.2f}"),
         ("peak memory", f"{result.peak_memory_bytes / 2**20:,.0f} MiB ({result.memory_kind})"),
     ]
-    if result.conv_routes:
-        rows.append(("conv routes", ", ".join(f"{route} {count}" for route, count in sorted(result.conv_routes.items()))
-                     + " (layer signatures, timed on first use)"))
     if result.flops_per_step:
         rows.append(("FLOP/step", f"{result.flops_per_step / 1e9:,.2f} GFLOP"))
         rows.append(("achieved", f"{result.achieved_tflops * 1000:,.1f} GFLOP/s"))

@@ -1,30 +1,80 @@
 """``ganzoo train RECIPE [--set ...] [--out DIR] [--resume RUN_DIR]``."""
 from __future__ import annotations
 
+import copy
+import os
 from pathlib import Path
 
 import click
 from rich.console import Console
 
 from ganzoo.cli.app import main
-from ganzoo.cli.options import set_option
-from ganzoo.errors import GanzooError
+from ganzoo.cli.options import recipe_with_plugins, safe_folder_name, set_option
+from ganzoo.errors import GanzooError, RecipeError, RunFolderError
+from ganzoo.recipe.schema import Recipe
 
 # Keys that may change when a run is resumed: how long to train and how to log, never the maths.
 RESUMABLE_OVERRIDES = ("train.max_steps", "train.epochs", "train.epochs_decay", "log.", "data.workers")
 
 
-def remember_cli_plugins(recipe: dict) -> None:
-    """Store ``ganzoo --plugin`` plugins in the run's recipe so --resume and export find them again."""
+def remember_cli_plugins(recipe: Recipe) -> Recipe:
+    """The recipe with ``ganzoo --plugin`` plugins added, so --resume and export find them again."""
     from ganzoo.plugins import is_file_spec
 
     cli_plugins = click.get_current_context().find_root().params.get("plugins") or ()
-    listed = recipe.setdefault("plugins", [])
+    listed = list(recipe.plugins)
     for spec in cli_plugins:
         if is_file_spec(spec):
             spec = str(Path(spec).expanduser().resolve())
         if spec not in listed:
             listed.append(spec)
+    return recipe.replace(plugins=tuple(listed))
+
+
+def _resume_plan(resume_dir: Path, recipe: Path | None, overrides: tuple[str, ...], console: Console
+                 ) -> tuple[dict, Recipe]:
+    """``(stored payload, resolved recipe)`` of the run to resume, its plugins imported (and announced)."""
+    from ganzoo.plugins import activate_plugins, recipe_plugin_specs
+    from ganzoo.recipe import resolve_recipe
+    from ganzoo.recipe.load import apply_override
+    from ganzoo.training.checkpoint import CheckpointDir
+
+    # Only the stored recipe is needed here; the trainer reports any checkpoint it has to skip.
+    payload, path = CheckpointDir(resume_dir / "checkpoints").load_latest(warn=lambda message: None)
+    stored = payload["recipe"]
+    if recipe is not None:
+        console.print(f"[yellow]note:[/] resuming uses the recipe stored in {resume_dir}; {recipe} is ignored")
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_OVERRIDES):
+            raise RecipeError(key, "cannot change when resuming (only the length and logging can)",
+                              hint="start a new run with --out to change the model, data or optimiser")
+    # The user's own run folder is trusted: its plugins are imported, and the screen says so.
+    stored_yaml = resume_dir / "recipe.yaml"
+    source = f"the recipe stored in {path}"
+    try:
+        import yaml
+
+        listed = recipe_plugin_specs(yaml.safe_load(stored_yaml.read_text(encoding="utf-8")))
+        if listed == recipe_plugin_specs(stored):
+            source = str(stored_yaml)
+    except Exception:  # noqa: BLE001  (recipe.yaml is only the name shown; the checkpoint's recipe is used)
+        pass
+    activate_plugins(recipe=stored, trust_recipe=True, recipe_source=source,
+                     announce=lambda line: console.print(f"[cyan]{line}[/]", highlight=False, soft_wrap=True))
+    tree = copy.deepcopy(stored)
+    for item in overrides:
+        apply_override(tree, item)
+    return payload, resolve_recipe(tree, source=str(resume_dir), retired="drop")
+
+
+def _already_finished(payload: dict, overrides: tuple[str, ...]) -> bool:
+    """Whether a resume has nothing to do: the checkpoint's step reached its run's length, unchanged."""
+    step, total = payload.get("step"), payload.get("total_steps")
+    if not isinstance(step, int) or not isinstance(total, int) or step < total:
+        return False
+    length_keys = ("train.max_steps", "train.epochs", "train.epochs_decay")
+    return not any(item.split("=", 1)[0].strip() in length_keys for item in overrides)
 
 
 @main.command("train")
@@ -33,7 +83,8 @@ def remember_cli_plugins(recipe: dict) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Run folder (default: runs/<recipe name>).")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Continue the run in this folder from its last complete checkpoint.")
+              help="Continue the run in this folder from its last complete checkpoint (and import the "
+                   "plugins its recipe lists).")
 @click.option("--no-progress", is_flag=True, help="No progress bar (for logs and CI).")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Train on N processes of this machine (one per GPU, or CPU workers), as "
@@ -41,67 +92,95 @@ def remember_cli_plugins(recipe: dict) -> None:
 def train_command(recipe: Path | None, overrides: tuple[str, ...], out_dir: Path | None, resume_dir: Path | None,
                   no_progress: bool, nproc: int = 1) -> None:
     """Train the model a RECIPE describes (or resume a run with --resume RUN_DIR)."""
-    from ganzoo.plugins import load_recipe_plugins
-    from ganzoo.recipe import prepare_recipe, resolve_recipe
-    from ganzoo.recipe.load import apply_override
-    from ganzoo.training.checkpoint import CheckpointDir
-    from ganzoo.training.distributed import shutdown_distributed
-    from ganzoo.training.trainer import NonFiniteLoss, Trainer, TrainingInterrupted
+    from ganzoo.training.distributed import launch_environment, shutdown_distributed
+    from ganzoo.training.run_lock import RunLock, inherited
 
     console = Console(stderr=True)
     if resume_dir is not None:
         if out_dir is not None and out_dir.resolve() != resume_dir.resolve():
-            raise GanzooError("--out and --resume name different folders; a resumed run stays in its folder")
-        # Only the stored recipe is needed here; the trainer reports any checkpoint it has to skip.
-        payload, _ = CheckpointDir(resume_dir / "checkpoints").load_latest(warn=lambda message: None)
-        resolved = payload["recipe"]
-        if recipe is not None:
-            console.print(f"[yellow]note:[/] resuming uses the recipe stored in {resume_dir}; {recipe} is ignored")
-        for item in overrides:
-            key = item.split("=", 1)[0]
-            if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_OVERRIDES):
-                raise GanzooError(f"--set {key} cannot change when resuming (only the length and logging can)",
-                                  hint="start a new run with --out to change the model, data or optimiser")
-        if overrides:
-            for item in overrides:
-                apply_override(resolved, item)
-            resolved = resolve_recipe(resolved, source=str(resume_dir))
+            raise RunFolderError("--out and --resume name different folders; a resumed run stays in its folder")
         out_dir = resume_dir
+    elif recipe is None:
+        raise click.UsageError("give a RECIPE to train, or --resume RUN_DIR")
     else:
-        if recipe is None:
-            raise click.UsageError("give a RECIPE to train, or --resume RUN_DIR")
-        resolved = prepare_recipe(recipe, list(overrides))
-        remember_cli_plugins(resolved)
-        out_dir = out_dir or Path("runs") / str(resolved.get("name") or recipe.stem)
-    if nproc > 1:
-        _launch_workers(nproc, resolved, recipe if resume_dir is None else None, overrides, out_dir,
-                        resume_dir is not None, no_progress)
-        return
+        resolved = remember_cli_plugins(recipe_with_plugins(recipe, overrides))
+        if out_dir is None:
+            folder = safe_folder_name(resolved.name, recipe.stem)
+            if folder != resolved.name:
+                console.print(f"[yellow]note:[/] the recipe name {resolved.name!r} is not a plain folder "
+                              f"name; the run goes to runs/{folder}", highlight=False, soft_wrap=True)
+            out_dir = Path("runs") / folder
+        if _holds_a_run(out_dir):
+            raise RunFolderError(f"{out_dir} already holds a run (checkpoints found); nothing was changed",
+                                 hint=f"continue it with `ganzoo train --resume {out_dir}` or pick another --out")
+    # One training process per run folder: taken before a resume reads (or a new run writes) anything.
+    rank, world, _ = launch_environment()
+    lock = RunLock(out_dir)
+    if not inherited(out_dir) and (world <= 1 or rank == 0):
+        lock.acquire()
     try:
-        trainer = Trainer(resolved, out_dir, resume=resume_dir is not None, show_progress=not no_progress,
-                          console=console)
+        if resume_dir is not None:
+            payload, resolved = _resume_plan(resume_dir, recipe, overrides, console)
+            if _already_finished(payload, overrides):
+                console.print(f"[green]nothing to do[/]: {resume_dir} already finished (step {payload['step']}/"
+                              f"{payload['total_steps']}); its checkpoints and summary.json are unchanged",
+                              highlight=False, soft_wrap=True)
+                return
+        if nproc > 1:
+            _launch_workers(nproc, resolved, recipe if resume_dir is None else None, overrides, out_dir,
+                            resume_dir is not None, no_progress)
+            return
+        _train(resolved, out_dir, resume_dir is not None, no_progress, console)
+    finally:
+        lock.release()
+        shutdown_distributed()
+
+
+def _holds_a_run(out_dir: Path) -> bool:
+    checkpoints = out_dir / "checkpoints"
+    try:
+        return checkpoints.is_dir() and any(p.name == "latest.pt" or (p.name.startswith("step_") and
+                                                                    p.name.endswith(".pt"))
+                                            for p in checkpoints.iterdir())
+    except OSError:
+        return False
+
+
+def _train(resolved: Recipe, out_dir: Path, resume: bool, no_progress: bool, console: Console) -> None:
+    from ganzoo.training.checkpoint import is_write_failure, write_failure_reason
+    from ganzoo.training.trainer import NonFiniteLoss, Trainer, TrainingInterrupted
+
+    main_rank = True
+    try:
+        trainer = Trainer(resolved, out_dir, resume=resume, show_progress=not no_progress, console=console)
         main_rank = trainer.dist.is_main  # under torchrun, rank 0 alone speaks
         if main_rank:
             processes = f" x {trainer.dist.world_size} processes" if trainer.dist.enabled else ""
-            console.print(f"[bold]ganzoo train[/] {resolved.get('name', '')}: {trainer.total_steps} steps on "
+            console.print(f"[bold]ganzoo train[/] {resolved.name}: {trainer.total_steps} steps on "
                           f"{trainer.device}{processes}, {len(trainer.dataset)} training images -> {out_dir}")
-            if trainer.model.precision.warning:
-                console.print(f"[yellow]warning:[/] {trainer.model.precision.warning}", highlight=False)
+            if trainer.updater.warning:
+                console.print(f"[yellow]warning:[/] {trainer.updater.warning}", highlight=False)
         try:
             result = trainer.run()
         except (TrainingInterrupted, NonFiniteLoss) as error:
             if not main_rank:  # every rank stops at the same step with the same message: rank 0 says it
                 raise SystemExit(error.exit_code) from None
             raise
-    finally:
-        shutdown_distributed()
+    except (OSError, RuntimeError) as exc:
+        # A write the trainer itself does not guard (a sample grid, TensorBoard, summary.json) failing
+        # on a full or read-only disk: one message, not torch's or TensorBoard's traceback.
+        if not is_write_failure(exc):
+            raise
+        reason, hint = write_failure_reason(exc, out_dir)
+        raise GanzooError(f"training in {out_dir} stopped: a write failed: {reason}; checkpoints written before "
+                          "are intact", hint=f"{hint}, then resume with `ganzoo train --resume {out_dir}`") from None
     if main_rank:
         console.print(f"[green]done[/]: step {result.step}/{result.total_steps} in {result.seconds:.1f}s; "
                       f"samples in {out_dir / 'samples'}, TensorBoard logs in {out_dir / 'logs'}, "
                       f"checkpoints in {out_dir / 'checkpoints'}")
 
 
-def _launch_workers(nproc: int, resolved: dict, recipe: Path | None, overrides: tuple[str, ...], out_dir: Path,
+def _launch_workers(nproc: int, resolved: Recipe, recipe: Path | None, overrides: tuple[str, ...], out_dir: Path,
                     resume: bool, no_progress: bool) -> None:
     """``ganzoo train --nproc N``: check what can be checked once, then start N ranks via torchrun's launcher."""
     from ganzoo.registry import get_component
@@ -110,8 +189,8 @@ def _launch_workers(nproc: int, resolved: dict, recipe: Path | None, overrides: 
     if launch_environment()[1] > 1:
         raise GanzooError("--nproc was given to a process that torchrun already started",
                           hint="use either torchrun --nproc-per-node N or ganzoo train --nproc N, not both")
-    model_cls = get_component("model", resolved["model"]["type"]).factory
-    check_batch_size(int(resolved["train"]["batch_size"]), nproc, batch_multiple(model_cls))
+    model_cls = get_component("model", resolved.model.type).factory
+    check_batch_size(resolved.train.batch_size, nproc, batch_multiple(model_cls))
     root = click.get_current_context().find_root()
     child: list[str] = []
     for plugin in root.params.get("plugins") or ():
@@ -124,4 +203,10 @@ def _launch_workers(nproc: int, resolved: dict, recipe: Path | None, overrides: 
     child += ["--resume", str(out_dir)] if resume else ["--out", str(out_dir)]
     if no_progress:
         child.append("--no-progress")
-    launch(nproc, child)
+    from ganzoo.training.run_lock import INHERITED_ENV, lock_key
+
+    os.environ[INHERITED_ENV] = lock_key(out_dir)  # this process holds the folder's lock for its ranks
+    try:
+        launch(nproc, child)
+    finally:
+        os.environ.pop(INHERITED_ENV, None)

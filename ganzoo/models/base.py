@@ -1,88 +1,85 @@
-"""What every model declares, so a recipe can be checked and resolved before anything is built.
+"""What a model declares, so a recipe can be checked before anything is built and a Trainer can train it.
 
-A model is registered in the ``model`` registry and declares, as class attributes:
+A model is an ``nn.Module`` registered in the ``model`` registry. It says *what* is optimised; the
+Trainer's :class:`~ganzoo.training.updates.Updater` says *how* (autocast, backward, loss scaling,
+the non-finite policy, updates inside the backward, data parallelism). It declares, as class
+attributes and classmethods:
 
-- ``options``: its own recipe keys under ``model.`` (``nz``, ``use_same_D``, ``pool_size``...),
-  each an :class:`Option` with the official default;
+- ``options``: its own recipe keys under ``model.`` (``nz``, ``pool_size``...), each a
+  :class:`~ganzoo.recipe.schema.Key` with the official default; resolved into ``recipe.model.options``;
 - ``loss_weights``: its weighted loss terms (``model.losses.<term>``) with the official weights;
   a weight of 0 removes the term and its computation;
-- ``required_networks(model_cfg)``: the network names it needs under ``model.networks``;
-- ``optimizer_groups(model_cfg)``: its optimizers, each with the networks it updates (one per
-  network unless the model says otherwise), so ``train.optimizers.<name>`` can change one of them;
-- ``derived_network_args(model_cfg)``: arguments it passes to networks (``nz`` to G and E...),
-  filled into the recipe when absent so ``ganzoo info`` shows them;
-- ``check_recipe(recipe, networks)``: cross-checks (batch size, channels) raising RecipeError.
+- ``network_kinds`` and ``required_networks(model)``: the networks under ``model.networks``;
+- ``update_groups(model)``: its update groups in the official order, each with the networks it
+  updates (one per network unless the model says otherwise); ``train.optimizers.<group>`` changes one;
+- ``derived_network_args(model)``: arguments it passes to networks (``nz`` to G and E...);
+- ``check_recipe(recipe, networks)``: cross-checks (batch size, channels) raising RecipeError;
+
+and implements ``train_step(batch, updater)``, ``sample``, ``visuals`` and, where it has training
+state besides weights (CycleGAN's image pools), ``extra_state`` / ``load_extra_state``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn as nn
 
 from ganzoo.errors import RecipeError
+from ganzoo.models.networks import build_networks
+from ganzoo.recipe.schema import Key, ModelConfig, Recipe
+from ganzoo.registry import build
 
+if TYPE_CHECKING:
+    from ganzoo.training.updates import Updater
 
-@dataclass(frozen=True)
-class Option:
-    """One recipe key a model understands: its default, accepted type(s) and meaning."""
-
-    default: Any
-    type: type | tuple[type, ...]
-    help: str
-    choices: tuple[Any, ...] | None = None
-    minimum: float | None = None
+#: A model's own recipe key; the same declaration as the general keys'.
+Option = Key
 
 
 class ModelSpec:
-    """Class-level declarations shared by all models (no training logic lives here)."""
+    """Class-level declarations and the parts every model has (networks, loss weights, GAN criterion)."""
 
-    options: ClassVar[dict[str, Option]] = {}
+    options: ClassVar[dict[str, Key]] = {}
     loss_weights: ClassVar[dict[str, float]] = {}
     networks_needed: ClassVar[tuple[str, ...]] = ()
     network_kinds: ClassVar[dict[str, str]] = {}
     default_gan_loss: ClassVar[str] = "lsgan"
+    batch_multiple: ClassVar[int] = 1  # what each process's batch must be a multiple of
+
+    networks: nn.ModuleDict
+    device: torch.device
 
     @classmethod
-    def required_networks(cls, model_cfg: dict[str, Any]) -> list[str]:
+    def required_networks(cls, model: ModelConfig) -> list[str]:
         """Names that must appear under ``model.networks`` for this configuration."""
         return list(cls.networks_needed)
 
     @classmethod
-    def optimizer_groups(cls, model_cfg: dict[str, Any]) -> dict[str, list[str]]:
-        """Optimizer name -> the networks it updates (default: one optimizer per network)."""
-        return {name: [name] for name in cls.required_networks(model_cfg)}
+    def update_groups(cls, model: ModelConfig) -> dict[str, list[str]]:
+        """Update group -> the networks one optimizer updates (default: one group per network)."""
+        return {name: [name] for name in cls.required_networks(model)}
 
     @classmethod
-    def derived_network_args(cls, model_cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    def derived_network_args(cls, model: ModelConfig) -> dict[str, dict[str, Any]]:
         """Arguments the model itself gives its networks (``{"G": {"nz": 8}}``)."""
         return {}
 
     @classmethod
-    def check_recipe(cls, recipe: dict[str, Any], networks: dict[str, nn.Module]) -> None:
+    def check_recipe(cls, recipe: Recipe, networks: dict[str, nn.Module]) -> None:
         """Raise :class:`RecipeError` for impossible combinations; ``networks`` are built on meta."""
 
-    def assemble(self, recipe: dict[str, Any], device: torch.device | str) -> None:
-        """Give a model (an ``nn.Module`` subclass) the parts every model has: its device, loss
-        weights, the networks its configuration needs (built, initialised, on the device), the GAN
-        criterion, the precision policy and the runner of independent step parts (``train.parallel_branches``)."""
-        from ganzoo.models.assembly import build_networks
-        from ganzoo.registry import build
-        from ganzoo.training.branches import BranchRunner
-        from ganzoo.training.precision import Precision
-
-        model = recipe["model"]
+    def assemble(self, recipe: Recipe, device: torch.device | str) -> None:
+        """Give a model its device, loss weights, networks (built, initialised, on the device) and GAN criterion."""
+        model = recipe.model
         self.device = torch.device(device)
-        self.full_weights: dict[str, float] = {**self.loss_weights, **model.get("losses", {})}
-        self.loss_warmup: dict[str, int] = {term: steps for term, steps in (model.get("loss_warmup") or {}).items()
-                                            if steps > 0}
+        self.full_weights: dict[str, float] = dict(model.losses)
+        self.loss_warmup: dict[str, int] = {term: steps for term, steps in model.loss_warmup.items() if steps > 0}
         self.weights: dict[str, float] = dict(self.full_weights)
         self.set_step(0)
-        self.networks = build_networks(model, self.required_networks(model), self.network_kinds).to(self.device)
-        self.criterion_gan = build("gan_loss", model.get("gan_loss", self.default_gan_loss)).to(self.device)
-        self.precision = Precision(recipe["train"].get("precision", "fp32"), self.device)
-        self.branches = BranchRunner(recipe["train"].get("parallel_branches", True), self.device)
+        self.networks = build_networks(model.networks, model.init, self.required_networks(model),
+                                       self.network_kinds).to(self.device)
+        self.criterion_gan = build("gan_loss", model.gan_loss).to(self.device)
 
     def set_step(self, step: int) -> None:
         """Set ``self.weights`` for the update that follows ``step`` finished ones: a term named in
@@ -91,34 +88,27 @@ class ModelSpec:
         for term, steps in self.loss_warmup.items():
             self.weights[term] = self.full_weights[term] * min(1.0, (step + 1) / steps)
 
-    def make_optimizers(self, recipe: dict[str, Any]) -> None:
-        """``self.optimizers``, one per :meth:`optimizer_groups` entry, from ``train.optimizer`` with
-        the changes ``train.optimizers.<name>`` makes to that one (a faster discriminator, say)."""
-        from ganzoo.models.assembly import make_optimizer
+    def train_step(self, batch: dict[str, torch.Tensor], updater: Updater) -> dict[str, torch.Tensor]:
+        """One iteration of the official algorithm: compute each group's loss under ``updater.autocast()``
+        and hand it to ``updater.update(group, loss)``, in order. Returns the detached loss terms."""
+        raise NotImplementedError
 
-        train = recipe["train"]
-        overrides = train.get("optimizers") or {}
-        self.optimizers = {
-            name: make_optimizer([p for net in nets for p in self.networks[net].parameters()],
-                                 overrides.get(name, train["optimizer"]), self.device)
-            for name, nets in self.optimizer_groups(recipe["model"]).items()
-        }
+    def materialize(self, batch: dict[str, torch.Tensor]) -> None:
+        """Create parameters whose shapes depend on the data (lazy modules), before optimizers exist.
 
-    def drop_gradients(self) -> None:
-        """Free every network's gradients of the last step. Each ``train_step`` starts with this
-        rather than zeroing each group's just before its backward: the last step's gradients of a
-        network updated later in the step would otherwise sit through an earlier group's backward,
-        the step's peak of memory (pix2pix: G's 219 MB at unet_256 through D's update, with G's
-        activations alive)."""
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
+        The Trainer calls this once with a training batch before building the optimizers; the
+        default has nothing to create."""
+
+    def sample_codes(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
+        """``n`` fixed latent codes for sample grids (None: the model takes no code)."""
+        return None
 
     def extra_state(self) -> dict[str, Any]:
-        """Training state beyond networks and optimizers (grad scalers; CycleGAN adds its pools)."""
-        return {"precision": self.precision.state_dict()}
+        """Training state beyond networks and optimizers (CycleGAN adds its image pools)."""
+        return {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.precision.load_state_dict(state.get("precision", {}))
+        """Restore what :meth:`extra_state` returned."""
 
     @staticmethod
     def expect_channels(key: str, got: int, expected: int, why: str) -> None:

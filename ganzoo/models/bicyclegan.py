@@ -20,8 +20,6 @@ other teacher).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -30,9 +28,11 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ganzoo.errors import RecipeError
-from ganzoo.models.assembly import run_stacked, set_requires_grad
 from ganzoo.models.base import ModelSpec, Option
+from ganzoo.models.networks import run_stacked, set_requires_grad
+from ganzoo.recipe.schema import ModelConfig, Recipe
 from ganzoo.registry import register
+from ganzoo.training.updates import Updater
 
 
 @register("model", "bicyclegan")
@@ -60,40 +60,44 @@ class BicycleGAN(ModelSpec, nn.Module):
                                                 "l1_random": 0.0, "mode_seeking": 0.0}
     default_gan_loss: ClassVar[str] = "lsgan"
     batch_multiple: ClassVar[int] = 2  # every batch splits into a cVAE-GAN half and a cLR-GAN half
-    world_size: int = 1  # data-parallel processes sharing a global batch (set by the distributed wrapper)
     recipe_defaults: ClassVar[dict[str, Any]] = {"model.init": {"type": "xavier", "gain": 0.02}}
 
     @classmethod
-    def required_networks(cls, model_cfg: dict[str, Any]) -> list[str]:
-        w = {**cls.loss_weights, **(model_cfg.get("losses") or {})}
+    def required_networks(cls, model: ModelConfig) -> list[str]:
+        w, same_D = model.losses, model.options.use_same_D
         names = ["G"]
         if cls.uses_encoder(w):  # pix2pix+noise has no encoder
             names.append("E")
-        if w["gan"] > 0 or (w["gan2"] > 0 and model_cfg.get("use_same_D", False)):
+        if w["gan"] > 0 or (w["gan2"] > 0 and same_D):
             names.append("D")
-        if w["gan2"] > 0 and not model_cfg.get("use_same_D", False):
+        if w["gan2"] > 0 and not same_D:
             names.append("D2")
         return names
 
+    @classmethod
+    def update_groups(cls, model: ModelConfig) -> dict[str, list[str]]:
+        # G and E first, then the discriminators, each with its own optimizer as in the official code
+        return {name: [name] for name in cls.required_networks(model)}
+
     @staticmethod
-    def uses_encoder(weights: dict[str, float]) -> bool:
+    def uses_encoder(weights: Any) -> bool:
         """Whether any term needs E: the encoded branch (gan, l1, kl) or the latent L1."""
         return any(weights[term] > 0 for term in ("gan", "l1", "kl", "latent"))
 
     @classmethod
-    def derived_network_args(cls, model_cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        nz = model_cfg.get("nz", cls.options["nz"].default)
+    def derived_network_args(cls, model: ModelConfig) -> dict[str, dict[str, Any]]:
+        nz = model.options.nz
         return {"G": {"nz": nz}, "E": {"nz": nz}}
 
     @classmethod
-    def check_recipe(cls, recipe: dict[str, Any], networks: dict[str, nn.Module]) -> None:
-        model, train = recipe["model"], recipe["train"]
-        if train["batch_size"] % 2:
+    def check_recipe(cls, recipe: Recipe, networks: dict[str, nn.Module]) -> None:
+        options, batch_size = recipe.model.options, recipe.train.batch_size
+        if batch_size % 2:
             raise RecipeError("train.batch_size",
-                              f"is {train['batch_size']}, but BicycleGAN splits every batch into a cVAE-GAN half "
+                              f"is {batch_size}, but BicycleGAN splits every batch into a cVAE-GAN half "
                               "and a cLR-GAN half, so it must be even", hint="use 2 (the official setting) or 8")
         G, E = networks["G"], networks.get("E")
-        nz = model["nz"]
+        nz = options.nz
         if G.nz != nz:
             raise RecipeError("model.networks.G.nz", f"is {G.nz}, but model.nz is {nz}")
         if E is not None and E.nz != nz:
@@ -105,26 +109,29 @@ class BicycleGAN(ModelSpec, nn.Module):
                 raise RecipeError("model.networks.E.z_grid",
                                   f"is {e_grid}, but model.networks.G.z_grid is {g_grid}: E writes the code that G "
                                   "reads, so both must lay it out on the same grid", hint=f"set both to {g_grid}")
-        d_in = G.output_nc + (G.input_nc if model["conditional_D"] else 0)
+        d_in = G.output_nc + (G.input_nc if options.conditional_D else 0)
         for name in ("D", "D2"):
             if name in networks:
                 cls.expect_channels(f"model.networks.{name}.input_nc", networks[name].input_nc, d_in,
-                                    "what it judges ((A, B) pairs)" if model["conditional_D"] else "B")
-        if model["losses"]["kl"] > 0 and not getattr(E, "vae", False):
+                                    "what it judges ((A, B) pairs)" if options.conditional_D else "B")
+        if recipe.model.losses["kl"] > 0 and not getattr(E, "vae", False):
             raise RecipeError("model.losses.kl", "is positive, but the encoder is a point estimate (vae: false)",
                               hint="set model.losses.kl=0 (cAE-GAN) or model.networks.E.vae=true")
 
-    def __init__(self, recipe: dict[str, Any], device: torch.device | str = "cpu") -> None:
+    def __init__(self, recipe: Recipe, device: torch.device | str = "cpu") -> None:
         super().__init__()
-        model = recipe["model"]
         self.assemble(recipe, device)
-        self.nz: int = model["nz"]
-        self.use_same_D: bool = model.get("use_same_D", False)
-        self.conditional_D: bool = model.get("conditional_D", False)
-        self.latent_trains_E: bool = model.get("latent_trains_E", False)
-        self.kl_free_nats: float = float(model.get("kl_free_nats", 0.0))
-        self.stack_branches: bool = model.get("stack_branches", False)
-        self.make_optimizers(recipe)
+        options = recipe.model.options
+        self.nz: int = options.nz
+        self.use_same_D: bool = options.use_same_D
+        self.conditional_D: bool = options.conditional_D
+        self.latent_trains_E: bool = options.latent_trains_E
+        self.kl_free_nats: float = float(options.kl_free_nats)
+        self.stack_branches: bool = options.stack_branches
+        # The KL is a sum over the cVAE-GAN half of the batch, as in the official code. Computed as the
+        # per-sample mean times the half of the *global* batch, it is that sum on one process and,
+        # with the gradients averaged over data-parallel processes, the global batch's sum on several.
+        self.kl_batch: int = recipe.train.batch_size // 2
 
     def net(self, name: str) -> nn.Module | None:
         return self.networks[name] if name in self.networks else None
@@ -150,6 +157,9 @@ class BicycleGAN(ModelSpec, nn.Module):
 
     def random_z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.nz, device=self.device)
+
+    def sample_codes(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, self.nz, generator=generator)
 
     def generator_objective(self, A_enc: torch.Tensor, B_enc: torch.Tensor
                             ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None, torch.Tensor]:
@@ -183,16 +193,13 @@ class BicycleGAN(ModelSpec, nn.Module):
         if w["kl"] > 0 and logvar is not None:
             mu32, logvar32 = mu.float(), logvar.float()
             kl_per_dim = -0.5 * (1 + logvar32 - mu32.pow(2) - logvar32.exp())  # (N, nz)
-            losses["kl"] = kl_per_dim.sum()
-            penalised = losses["kl"]
+            per_dim = kl_per_dim.mean(0)
+            losses["kl"] = per_dim.sum() * self.kl_batch
             if self.kl_free_nats > 0:
                 # Free bits (Kingma et al., 2016): a dimension's batch-mean KL under the allowance costs
                 # nothing, so E can start carrying information before G has learnt to use it.
-                per_dim = kl_per_dim.mean(0)
-                penalised = torch.clamp(per_dim, min=self.kl_free_nats).sum() * kl_per_dim.shape[0]
-            # A sum over the batch, as in the official code: with N data-parallel processes each sees
-            # 1/N of the batch and gradients are averaged, so the sum is scaled back up by N.
-            total = total + w["kl"] * self.world_size * penalised
+                per_dim = torch.clamp(per_dim, min=self.kl_free_nats)
+            total = total + w["kl"] * per_dim.sum() * self.kl_batch
         if w["l1_random"] > 0:
             losses["l1_random"] = F.l1_loss(fake_rand.float(), B_enc.float())
             total = total + w["l1_random"] * losses["l1_random"]
@@ -220,8 +227,8 @@ class BicycleGAN(ModelSpec, nn.Module):
         code_gap = torch.mean(torch.abs(z_a.detach().float() - z_b.detach().float()))
         return 1.0 / (image_gap / code_gap + 1e-5)
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One official BicycleGAN iteration: update G and E together, then D and D2."""
+    def train_step(self, batch: dict[str, torch.Tensor], updater: Updater) -> dict[str, torch.Tensor]:
+        """One official BicycleGAN iteration: update G and E together, then D, then D2."""
         w = self.weights
         A = batch["A"].to(self.device, non_blocking=True)
         B = batch["B"].to(self.device, non_blocking=True)
@@ -231,43 +238,31 @@ class BicycleGAN(ModelSpec, nn.Module):
         D2 = D if self.use_same_D else self.net("D2")
 
         # ---- G and E: one forward, one backward -------------------------------------------------
-        self.drop_gradients()
         set_requires_grad([D, D2], False)
-        updated = [self.optimizers[name] for name in ("G", "E") if name in self.optimizers]
-        with self.precision.autocast():
+        with updater.autocast():
             total, losses, fake_enc, fake_rand = self.generator_objective(A_enc, B_enc)
-        self.precision.update(total, updated, "GE")
+        updater.update([name for name in ("G", "E") if name in self.networks], total)
         losses["G_total"] = total
 
-        # ---- discriminators on the fakes of this step (detached), as the official code does ----
+        # ---- discriminators on this step's fakes (detached), real images of each branch -------
         set_requires_grad([D, D2], True)
-        updates: dict[str, Callable[[], torch.Tensor]] = {}
+        judged: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"D": [], "D2": []}
         if w["gan"] > 0:
-            updates["D"] = partial(
-                self._update_discriminator, "D", self._d_input(A_enc, fake_enc.detach()), self._d_input(A_enc, B_enc),
-                extra=(self._d_input(A_enc, fake_rand.detach()), self._d_input(A_rand, B_rand))
-                if self.use_same_D and w["gan2"] > 0 else None)
-        elif self.use_same_D and w["gan2"] > 0:
-            updates["D"] = partial(self._update_discriminator, "D", self._d_input(A_enc, fake_rand.detach()),
-                                   self._d_input(A_rand, B_rand))
-        if w["gan2"] > 0 and not self.use_same_D:
-            updates["D2"] = partial(self._update_discriminator, "D2", self._d_input(A_enc, fake_rand.detach()),
-                                    self._d_input(A_rand, B_rand))
-        # D and D2 share no weights, gradients or optimizer: side by side under train.parallel_branches
-        losses.update(zip(updates, self.branches.run(list(updates.values()))))
+            judged["D"].append((self._d_input(A_enc, fake_enc.detach()), self._d_input(A_enc, B_enc)))
+        if w["gan2"] > 0:
+            judged["D" if self.use_same_D else "D2"].append(
+                (self._d_input(A_enc, fake_rand.detach()), self._d_input(A_rand, B_rand)))
+        for name, pairs in judged.items():
+            if pairs:
+                with updater.autocast():
+                    losses[name] = sum(self._discriminator_loss(self.networks[name], fake, real)
+                                       for fake, real in pairs)
+                updater.update(name, losses[name])
         return {k: v.detach() for k, v in losses.items()}
 
-    def _update_discriminator(self, name: str, fake: torch.Tensor, real: torch.Tensor,
-                              extra: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        net, opt = self.networks[name], self.optimizers[name]
-        with self.precision.autocast():
-            pairs = [(fake, real)] + ([extra] if extra is not None else [])
-            loss = fake.new_zeros((), dtype=torch.float32)
-            for f, r in pairs:
-                pred_fake, pred_real = run_stacked(net, f, r)
-                loss = loss + self.criterion_gan(pred_fake, False) + self.criterion_gan(pred_real, True)
-        self.precision.update(loss, [opt], name)
-        return loss
+    def _discriminator_loss(self, net: nn.Module, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        pred_fake, pred_real = run_stacked(net, fake, real)
+        return self.criterion_gan(pred_fake, False) + self.criterion_gan(pred_real, True)
 
     # -- inference ------------------------------------------------------------------------------
     @torch.no_grad()

@@ -7,10 +7,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganzoo.models.assembly import run_stacked, set_requires_grad
+from ganzoo.errors import RecipeError
 from ganzoo.models.base import ModelSpec, Option
 from ganzoo.models.image_pool import ImagePool
+from ganzoo.models.networks import run_stacked, set_requires_grad
+from ganzoo.recipe.schema import ModelConfig, Recipe
 from ganzoo.registry import register
+from ganzoo.training.updates import Updater
 
 
 @register("model", "cyclegan")
@@ -28,34 +31,29 @@ class CycleGAN(ModelSpec, nn.Module):
     default_gan_loss: ClassVar[str] = "lsgan"
 
     @classmethod
-    def optimizer_groups(cls, model_cfg: dict[str, Any]) -> dict[str, list[str]]:
+    def update_groups(cls, model: ModelConfig) -> dict[str, list[str]]:
         # One optimizer for both generators and one for both discriminators, as the official code has.
         return {"G": ["G_A", "G_B"], "D": ["D_A", "D_B"]}
 
     @classmethod
-    def check_recipe(cls, recipe: dict[str, Any], networks: dict[str, nn.Module]) -> None:
+    def check_recipe(cls, recipe: Recipe, networks: dict[str, nn.Module]) -> None:
         GA, GB = networks["G_A"], networks["G_B"]
         cls.expect_channels("model.networks.G_B.input_nc", GB.input_nc, GA.output_nc, "G_A's output (domain B)")
         cls.expect_channels("model.networks.G_B.output_nc", GB.output_nc, GA.input_nc, "domain A (G_A's input)")
         cls.expect_channels("model.networks.D_A.input_nc", networks["D_A"].input_nc, GA.output_nc, "domain B")
         cls.expect_channels("model.networks.D_B.input_nc", networks["D_B"].input_nc, GA.input_nc, "domain A")
-        if recipe["model"]["losses"]["identity"] > 0 and GA.input_nc != GA.output_nc:
-            from ganzoo.errors import RecipeError
-
+        if recipe.model.losses["identity"] > 0 and GA.input_nc != GA.output_nc:
             raise RecipeError("model.losses.identity",
                               f"needs as many channels in A as in B (G_A maps {GA.input_nc} -> {GA.output_nc})",
                               hint="set model.losses.identity=0")
 
-    def __init__(self, recipe: dict[str, Any], device: torch.device | str = "cpu") -> None:
+    def __init__(self, recipe: Recipe, device: torch.device | str = "cpu") -> None:
         super().__init__()
-        model = recipe["model"]
         self.assemble(recipe, device)
-        seed = int(recipe["train"].get("seed", 0))
-        pool_size = int(model.get("pool_size", self.options["pool_size"].default))
+        seed, pool_size = recipe.train.seed, recipe.model.options.pool_size
         self.pools = {"A": ImagePool(pool_size, seed=seed + 1), "B": ImagePool(pool_size, seed=seed + 2)}
-        self.make_optimizers(recipe)
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def train_step(self, batch: dict[str, torch.Tensor], updater: Updater) -> dict[str, torch.Tensor]:
         """One official CycleGAN iteration: update both generators, then both discriminators."""
         w = self.weights
         real_A = batch["A"].to(self.device, non_blocking=True)
@@ -63,15 +61,13 @@ class CycleGAN(ModelSpec, nn.Module):
         GA, GB, DA, DB = (self.networks[n] for n in ("G_A", "G_B", "D_A", "D_B"))
         losses: dict[str, torch.Tensor] = {}
 
-        self.drop_gradients()
         set_requires_grad([DA, DB], False)
-        with self.precision.autocast():
-            # Three generator calls instead of the official six where samples are independent
-            # (instance norm; run_stacked decides): G_B's translation and identity first, then G_A on
-            # its translation, its identity and G_B's output (the B cycle) at once, then G_B's
-            # reconstruction. One call of batch 3 runs fewer and larger convolutions than a batch-2 and
-            # a batch-1 call (CycleGAN 128 px with oneDNN alone: 3.03 against 3.09 s a step; the tuned
-            # convolutions' Winograd pays more at batch 3, where it transforms each filter once for 3 images).
+        with updater.autocast():
+            # The official six generator calls, as three where samples are independent (instance
+            # norm; run_stacked decides): fewer, larger convolutions, the same values.
+            #   G_B: fake_A = G_B(B), idt_B = G_B(A)
+            #   G_A: fake_B = G_A(A), idt_A = G_A(B), rec_B = G_A(fake_A)
+            #   G_B: rec_A = G_B(fake_B)
             if w["identity"] > 0:
                 fake_A, idt_B = run_stacked(GB, real_B, real_A)
                 fake_B, idt_A, rec_B = run_stacked(GA, real_A, real_B, fake_A)
@@ -94,19 +90,19 @@ class CycleGAN(ModelSpec, nn.Module):
             if w["cycle_B"] > 0:
                 losses["cycle_B"] = F.l1_loss(rec_B.float(), real_B.float())
                 total = total + w["cycle_B"] * losses["cycle_B"]
-        self.precision.update(total, [self.optimizers["G"]], "G")
+        updater.update("G", total)
         losses["G_total"] = total
 
         if w["gan"] > 0:
             set_requires_grad([DA, DB], True)
-            with self.precision.autocast():
+            with updater.autocast():
                 pool_B = self.pools["B"].query(fake_B)
                 pool_A = self.pools["A"].query(fake_A)
                 pred_fake, pred_real = run_stacked(DA, pool_B, real_B)
                 losses["D_A"] = 0.5 * (self.criterion_gan(pred_fake, False) + self.criterion_gan(pred_real, True))
                 pred_fake, pred_real = run_stacked(DB, pool_A, real_A)
                 losses["D_B"] = 0.5 * (self.criterion_gan(pred_fake, False) + self.criterion_gan(pred_real, True))
-            self.precision.update(losses["D_A"] + losses["D_B"], [self.optimizers["D"]], "D")
+            updater.update("D", losses["D_A"] + losses["D_B"])
         return {k: v.detach() for k, v in losses.items()}
 
     @torch.no_grad()
@@ -124,9 +120,8 @@ class CycleGAN(ModelSpec, nn.Module):
         return [A, fake_B, self.networks["G_B"](fake_B), B, fake_A, self.networks["G_A"](fake_A)]
 
     def extra_state(self) -> dict[str, Any]:
-        return {**super().extra_state(), "pools": {name: pool.state_dict() for name, pool in self.pools.items()}}
+        return {"pools": {name: pool.state_dict() for name, pool in self.pools.items()}}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        super().load_extra_state(state)
         for name, pool_state in state.get("pools", {}).items():
             self.pools[name].load_state_dict(pool_state, self.device)

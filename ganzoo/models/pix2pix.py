@@ -1,15 +1,17 @@
 """pix2pix (Isola et al., 2017): one right answer, G(A) ~ B, judged by a conditional PatchGAN on (A, B)."""
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ganzoo.models.assembly import run_stacked, set_requires_grad
 from ganzoo.models.base import ModelSpec
+from ganzoo.models.networks import run_stacked, set_requires_grad
+from ganzoo.recipe.schema import Recipe
 from ganzoo.registry import register
+from ganzoo.training.updates import Updater
 
 
 @register("model", "pix2pix")
@@ -22,37 +24,35 @@ class Pix2Pix(ModelSpec, nn.Module):
     default_gan_loss: ClassVar[str] = "vanilla"
 
     @classmethod
-    def check_recipe(cls, recipe: dict[str, Any], networks: dict[str, nn.Module]) -> None:
+    def check_recipe(cls, recipe: Recipe, networks: dict[str, nn.Module]) -> None:
         G, D = networks["G"], networks["D"]
         cls.expect_channels("model.networks.D.input_nc", D.input_nc, G.input_nc + G.output_nc,
                             "the (A, B) pair it judges")
 
-    def __init__(self, recipe: dict[str, Any], device: torch.device | str = "cpu") -> None:
+    def __init__(self, recipe: Recipe, device: torch.device | str = "cpu") -> None:
         super().__init__()
         self.assemble(recipe, device)
-        self.make_optimizers(recipe)
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def train_step(self, batch: dict[str, torch.Tensor], updater: Updater) -> dict[str, torch.Tensor]:
         """One official pix2pix iteration: update D on (A, G(A)) vs (A, B), then G."""
         w = self.weights
         A = batch["A"].to(self.device, non_blocking=True)
         B = batch["B"].to(self.device, non_blocking=True)
         G, D = self.networks["G"], self.networks["D"]
         losses: dict[str, torch.Tensor] = {}
-        self.drop_gradients()
-        with self.precision.autocast():
+        with updater.autocast():
             fake = G(A)
         fake_pair = torch.cat([A, fake], 1)
 
         if w["gan"] > 0:
             set_requires_grad([D], True)
-            with self.precision.autocast():
+            with updater.autocast():
                 pred_fake, pred_real = run_stacked(D, fake_pair.detach(), torch.cat([A, B], 1))
                 losses["D"] = 0.5 * (self.criterion_gan(pred_fake, False) + self.criterion_gan(pred_real, True))
-            self.precision.update(losses["D"], [self.optimizers["D"]], "D")
+            updater.update("D", losses["D"])
 
         set_requires_grad([D], False)
-        with self.precision.autocast():
+        with updater.autocast():
             total = fake.new_zeros((), dtype=torch.float32)
             if w["gan"] > 0:
                 losses["gan"] = self.criterion_gan(D(fake_pair), True, for_discriminator=False)
@@ -60,7 +60,7 @@ class Pix2Pix(ModelSpec, nn.Module):
             if w["l1"] > 0:
                 losses["l1"] = F.l1_loss(fake.float(), B.float())
                 total = total + w["l1"] * losses["l1"]
-        self.precision.update(total, [self.optimizers["G"]], "G")
+        updater.update("G", total)
         set_requires_grad([D], True)
         losses["G_total"] = total
         return {k: v.detach() for k, v in losses.items()}

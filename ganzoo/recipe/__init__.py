@@ -1,6 +1,7 @@
 """YAML recipes: ``base:`` inheritance, ``--set`` overrides, defaults, validation and resolution.
 
-    recipe = prepare_recipe("recipes/pix2pix_facades.yaml", ["train.max_steps=10"])
+    recipe = prepare_recipe("recipes/pix2pix_facades.yaml", ["train.max_steps=10"])  # a frozen Recipe
+    recipe.train.batch_size, recipe.model.options.nz
     print(dump_recipe(recipe))                 # the fully resolved recipe
     network_summary(recipe)                    # {"G": {"component": "unet_256", "kind": ..., "params": ...}}
 """
@@ -14,9 +15,10 @@ import yaml
 
 from ganzoo.recipe.load import apply_overrides, deep_merge, load_recipe
 from ganzoo.recipe.resolve import build_meta_networks, network_summary, resolve_recipe, resolve_with_networks
+from ganzoo.recipe.schema import DataConfig, LogConfig, ModelConfig, Recipe, TrainConfig
 
 
-def prepare_recipe(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> dict[str, Any]:
+def prepare_recipe(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> Recipe:
     """Load a recipe file (with its bases and overrides) and resolve it."""
     return resolve_recipe(load_recipe(path, overrides), source=os.fspath(path))
 
@@ -51,13 +53,19 @@ _RecipeDumper.add_representer(tuple, _represent_list)
 _RecipeDumper.add_representer(dict, _represent_dict)
 
 
-def dump_recipe(recipe: Mapping[str, Any]) -> str:
+def dump_recipe(recipe: Recipe | Mapping[str, Any]) -> str:
     """The recipe as readable YAML (key order preserved), loadable again by :func:`load_recipe`."""
-    return yaml.dump(dict(recipe), Dumper=_RecipeDumper, sort_keys=False, default_flow_style=False,
+    data = recipe.to_dict() if isinstance(recipe, Recipe) else dict(recipe)
+    return yaml.dump(data, Dumper=_RecipeDumper, sort_keys=False, default_flow_style=False,
                      allow_unicode=True, width=200)
 
 
 __all__ = [
+    "DataConfig",
+    "LogConfig",
+    "ModelConfig",
+    "Recipe",
+    "TrainConfig",
     "apply_overrides",
     "build_meta_networks",
     "deep_merge",

@@ -11,6 +11,7 @@ Every problem is a :class:`~ganzoo.errors.RecipeError` naming the key path.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import re
@@ -22,11 +23,11 @@ import torch
 import torch.nn as nn
 
 from ganzoo.errors import GanzooError, RecipeError, did_you_mean
-from ganzoo.plugins import load_recipe_plugins
 from ganzoo.recipe import schema
 from ganzoo.recipe.load import deep_merge
-from ganzoo.recipe.schema import REQUIRED, Key
+from ganzoo.recipe.schema import REQUIRED, DataConfig, Key, LogConfig, ModelConfig, Recipe, TrainConfig
 from ganzoo.registry import Component, check_arguments, get_component, registry
+from ganzoo.training.optim import OPTIMIZERS
 
 _NONE = type(None)
 _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
@@ -79,6 +80,8 @@ def check_bounds(path: str, value: Any, key: Key) -> None:
         raise RecipeError(path, f"must be > {key.above}, got {value!r}")
     if key.below is not None and not value < key.below:
         raise RecipeError(path, f"must be < {key.below}, got {value!r}")
+    if key.maximum is not None and value > key.maximum:
+        raise RecipeError(path, f"must be <= {key.maximum}, got {value!r}")
 
 
 def check_value(path: str, value: Any, key: Key) -> Any:
@@ -221,8 +224,6 @@ def _resolve_component_mapping(path: str, value: Any, key: Key) -> dict[str, Any
 
 def _resolve_optimizer(path: str, value: Any) -> dict[str, Any]:
     """``train.optimizer``: the general keys with defaults, other torch arguments as given, all tried out."""
-    from ganzoo.models.assembly import OPTIMIZERS
-
     given = _mapping(path, {"type": value} if isinstance(value, str) else value)
     fields = schema.OPTIMIZER
     kind = check_value(_join(path, "type"), given.get("type", fields["type"].default), fields["type"])
@@ -259,7 +260,7 @@ def _resolve_optimizer_overrides(recipe: dict[str, Any], cls: type) -> dict[str,
     if given is None:
         return None
     given = _mapping(path, given)
-    names = list(cls.optimizer_groups(recipe["model"]))
+    names = list(cls.update_groups(recipe["model_config"]))
     check_keys(path, given, names, what="optimizer")
     base = recipe["train"]["optimizer"]
     resolved: dict[str, Any] = {}
@@ -297,6 +298,10 @@ def resolve_value(path: str, value: Any, key: Key) -> Any:
         return _resolve_optimizer(path, value)
     if key.special == "optimizer_overrides":  # needs the model and train.optimizer: resolved in _resolve
         return _copy(value)
+    if key.special == "accelerators":
+        items = check_value(path, value, key)
+        accelerator = Key({}, dict, "accelerator", component="accelerator")
+        return [_resolve_component_mapping(f"{path}[{i}]", item, accelerator) for i, item in enumerate(items)]
     if key.fields is not None:
         if value is None and key.nullable:
             return None
@@ -344,12 +349,16 @@ def model_spec(recipe: Mapping[str, Any]) -> type:
 
 
 def _option_keys(cls: type) -> dict[str, Key]:
-    keys = {}
-    for name, option in getattr(cls, "options", {}).items():
-        types = _types(option.type)
-        keys[name] = Key(option.default, option.type, option.help, choices=option.choices,
-                         minimum=option.minimum, nullable=option.default is None or _NONE in types)
-    return keys
+    return {name: dataclasses.replace(option, nullable=option.nullable or option.default is None
+                                      or _NONE in _types(option.type))
+            for name, option in getattr(cls, "options", {}).items()}
+
+
+def model_config(resolved: Mapping[str, Any], cls: type) -> ModelConfig:
+    """The typed ``model`` section from its resolved plain form (options beside the general keys)."""
+    general = {name: schema.frozen(resolved[name]) for name in schema.MODEL}
+    options = schema.options_class(cls)(**{name: schema.frozen(resolved[name]) for name in getattr(cls, "options", {})})
+    return ModelConfig(**general, options=options)
 
 
 def _resolve_model(model: Mapping[Any, Any], cls: type) -> dict[str, Any]:
@@ -378,11 +387,11 @@ def _resolve_model(model: Mapping[Any, Any], cls: type) -> dict[str, Any]:
     resolved["loss_warmup"] = {term: check_value(f"model.loss_warmup.{term}", steps, steps_key)
                                for term, steps in given_warmup.items()}
     resolved.update(option_values)
-    resolved["networks"] = _resolve_networks(model.get("networks", REQUIRED), cls, resolved)
+    resolved["networks"] = _resolve_networks(model.get("networks", REQUIRED), cls, model_config(resolved, cls))
     return resolved
 
 
-def _resolve_networks(value: Any, cls: type, model_cfg: dict[str, Any]) -> dict[str, Any]:
+def _resolve_networks(value: Any, cls: type, model_cfg: ModelConfig) -> dict[str, Any]:
     path = "model.networks"
     kinds: dict[str, str] = dict(getattr(cls, "network_kinds", {}))
     required = list(cls.required_networks(model_cfg))
@@ -393,7 +402,7 @@ def _resolve_networks(value: Any, cls: type, model_cfg: dict[str, Any]) -> dict[
     check_keys(path, given, list(kinds), what="network")
     for name in required:
         if name not in given:
-            raise RecipeError(_join(path, name), f"is required by model {model_cfg['type']!r} "
+            raise RecipeError(_join(path, name), f"is required by model {model_cfg.type!r} "
                               f"(a {kinds.get(name, 'component')}); add {{type: <{kinds.get(name, 'name')}>, ...}}")
     derived = cls.derived_network_args(model_cfg)
     resolved: dict[str, Any] = {}
@@ -408,7 +417,7 @@ def _resolve_networks(value: Any, cls: type, model_cfg: dict[str, Any]) -> dict[
                               hint=f"see `ganzoo list {kinds[name]}`")
         entry = _lookup_component(_join(net_path, "type"), kinds[name], spec.pop("type"))
         resolved[name] = resolve_arguments(net_path, entry, spec, derived.get(name),
-                                           derived_by=f"model {model_cfg['type']!r}")
+                                           derived_by=f"model {model_cfg.type!r}")
     # A network the configuration does not use (D2 with use_same_D) is checked above but not kept:
     # the resolved recipe shows what is built, and inheritance has no way to delete a key.
     return {name: spec for name, spec in resolved.items() if name in required}
@@ -427,25 +436,26 @@ def _check_sizes(data: dict[str, Any]) -> None:
                           hint=f"set data.load_size >= {data['crop_size']} or data.preprocess=crop")
 
 
-def network_input_size(data: Mapping[str, Any]) -> tuple[str, int] | None:
+def network_input_size(data: DataConfig) -> tuple[str, int] | None:
     """The key that fixes the side of the images the networks see, and its value (None: unknown)."""
-    mode = data["preprocess"]
+    mode = data.preprocess
     if mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
-        return "data.crop_size", data["crop_size"]
+        return "data.crop_size", data.crop_size
     if mode == "scale_width":
-        return "data.load_size", data["load_size"]
-    if data.get("shapes"):  # "none" keeps the generated size, rounded as the preprocessing does
+        return "data.load_size", data.load_size
+    if data.shapes is not None:  # "none" keeps the generated size, rounded as the preprocessing does
         m = schema.SIZE_MULTIPLE_FOR_NONE
-        return "data.shapes.size", max(m, round(data["shapes"]["size"] / m) * m)
+        return "data.shapes.size", max(m, round(data.shapes.size / m) * m)
     return None
 
 
-def build_meta_networks(recipe: Mapping[str, Any]) -> dict[str, nn.Module]:
+def build_meta_networks(recipe: Recipe | Mapping[str, Any]) -> dict[str, nn.Module]:
     """Build every network of a resolved recipe on the meta device (no memory, no weights)."""
-    cls = model_spec(recipe)
+    model = recipe.model.to_dict() if isinstance(recipe, Recipe) else recipe["model"]
+    cls = _lookup_component("model.type", "model", model["type"]).factory
     kinds: dict[str, str] = dict(getattr(cls, "network_kinds", {}))
     networks: dict[str, nn.Module] = {}
-    for name, spec in recipe["model"]["networks"].items():
+    for name, spec in model["networks"].items():
         path = f"model.networks.{name}"
         kwargs = {k: v for k, v in spec.items() if k != "type"}
         try:
@@ -460,7 +470,7 @@ def build_meta_networks(recipe: Mapping[str, Any]) -> dict[str, nn.Module]:
 
 
 def _check_networks(recipe: dict[str, Any], networks: Mapping[str, nn.Module]) -> None:
-    size = network_input_size(recipe["data"])
+    size = network_input_size(DataConfig.from_plain(recipe["data"]))
     specs = recipe["model"]["networks"]
     if size is not None:
         key, side = size
@@ -503,27 +513,40 @@ def _with_source(error: RecipeError, source: str | None) -> RecipeError:
     return wrapped
 
 
-def resolve_with_networks(raw: Mapping[str, Any], source: str | None = None
-                          ) -> tuple[dict[str, Any], dict[str, nn.Module]]:
-    """Resolve and validate ``raw``; also return its networks built on the meta device."""
-    try:
-        return _resolve(raw, source)
-    except RecipeError as error:
-        raise _with_source(error, source) from None
+#: ``train`` keys of earlier versions and what replaced them. A user's recipe naming one is told;
+#: a checkpoint's stored recipe (``retired="drop"``) loses them, since they never changed the maths.
+RETIRED_TRAIN_KEYS = {
+    "tuned_cpu_convs": "the CPU convolutions are the cpu_kernels accelerator plugin now: pip install "
+                       "plugins/ganzoo-cpu-kernels and set train.accelerators=[cpu_kernels]",
+    "reuse_freed_memory": "it is part of the cpu_kernels accelerator plugin (train.accelerators=[cpu_kernels])",
+    "parallel_branches": "the discriminators are updated in turn, as in the official code",
+}
 
 
-def _resolve(raw: Mapping[str, Any], source: str | None) -> tuple[dict[str, Any], dict[str, nn.Module]]:
+def _retire_keys(raw: Mapping[str, Any], retired: str) -> Mapping[str, Any]:
+    train = raw.get("train")
+    if not isinstance(train, Mapping) or not any(k in train for k in RETIRED_TRAIN_KEYS):
+        return raw
+    if retired == "drop":
+        return {**raw, "train": {k: v for k, v in train.items() if k not in RETIRED_TRAIN_KEYS}}
+    name = next(k for k in train if k in RETIRED_TRAIN_KEYS)
+    raise RecipeError(f"train.{name}", "was removed", hint=f"remove it; {RETIRED_TRAIN_KEYS[name]}")
+
+
+def _resolve(raw: Mapping[str, Any], source: str | None, retired: str) -> tuple[Recipe, dict[str, nn.Module]]:
     if not isinstance(raw, Mapping):
         raise RecipeError("", f"a recipe is a mapping of keys, not a {type(raw).__name__}")
     if "base" in raw:
         raise RecipeError("base", "is followed by load_recipe; resolve_recipe needs the merged recipe")
     check_keys("", raw, list(schema.TOP))
-    load_recipe_plugins(raw)  # before any component name is looked up
+    raw = _retire_keys(raw, retired)
     cls = model_spec(raw)
     tree = deep_merge(_nested(getattr(cls, "recipe_defaults", {})), raw)
     name = tree.get("name")
     if name is None:
-        name = Path(source).stem if source else "recipe"
+        name = re.sub(r"[^A-Za-z0-9_.+-]", "_", Path(source).stem) if source else "recipe"
+    if name in (".", ".."):
+        raise RecipeError("name", f"{name!r} cannot name a run folder", hint="use letters, digits, _ . + -")
     recipe: dict[str, Any] = {
         "name": check_value("name", name, schema.TOP["name"]),
         "plugins": check_value("plugins", tree.get("plugins", []), schema.TOP["plugins"]),
@@ -535,23 +558,42 @@ def _resolve(raw: Mapping[str, Any], source: str | None) -> tuple[dict[str, Any]
         fields = schema.TOP[section].fields
         assert fields is not None
         recipe[section] = resolve_section(section, tree.get(section), fields)
+    recipe["model_config"] = model_config(recipe["model"], cls)
     recipe["train"]["optimizers"] = _resolve_optimizer_overrides(recipe, cls)
     _check_sizes(recipe["data"])
     _check_epochs(recipe["train"])
     networks = build_meta_networks(recipe)
     _check_networks(recipe, networks)
     _fill_channels(recipe, cls, networks)
-    cls.check_recipe(recipe, networks)
-    return recipe, networks
+    typed = Recipe(name=recipe["name"], plugins=tuple(recipe["plugins"]), model=model_config(recipe["model"], cls),
+                   data=DataConfig.from_plain(recipe["data"]), train=TrainConfig.from_plain(recipe["train"]),
+                   log=LogConfig.from_plain(recipe["log"]))
+    cls.check_recipe(typed, networks)
+    return typed, networks
 
 
-def resolve_recipe(raw: Mapping[str, Any], source: str | None = None) -> dict[str, Any]:
-    """The fully resolved recipe: every default filled in, every value checked.
+def resolve_with_networks(raw: Mapping[str, Any], source: str | None = None, *, retired: str = "error"
+                          ) -> tuple[Recipe, dict[str, nn.Module]]:
+    """Resolve and validate ``raw``; also return its networks built on the meta device."""
+    try:
+        return _resolve(raw, source, retired)
+    except RecipeError as error:
+        raise _with_source(error, source) from None
+    except RecursionError:
+        raise RecipeError("", "is nested too deeply to be a recipe") from None
+
+
+def resolve_recipe(raw: Mapping[str, Any] | Recipe, source: str | None = None, *, retired: str = "error") -> Recipe:
+    """The fully resolved recipe (a frozen :class:`~ganzoo.recipe.schema.Recipe`): every default
+    filled in, every value checked. A :class:`Recipe` is returned as it is.
 
     ``source`` (the recipe file) prefixes error messages and gives the default ``name``.
+    ``retired="drop"`` silently drops keys earlier versions wrote (for recipes stored in checkpoints).
     Raises :class:`~ganzoo.errors.RecipeError` naming the key path of the first problem.
     """
-    return resolve_with_networks(raw, source)[0]
+    if isinstance(raw, Recipe):
+        return raw
+    return resolve_with_networks(raw, source, retired=retired)[0]
 
 
 def count_parameters(net: nn.Module) -> int:
@@ -559,13 +601,12 @@ def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-def network_summary(recipe: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def network_summary(recipe: Recipe) -> dict[str, dict[str, Any]]:
     """``{name: {"component": type, "kind": kind, "params": int}}`` for every network of a resolved recipe."""
-    cls = model_spec(recipe)
-    kinds: dict[str, str] = getattr(cls, "network_kinds", {})
+    kinds: dict[str, str] = getattr(model_spec(recipe.to_dict()), "network_kinds", {})
     networks = build_meta_networks(recipe)
     return {
-        name: {"component": recipe["model"]["networks"][name]["type"], "kind": kinds[name],
+        name: {"component": recipe.model.networks[name]["type"], "kind": kinds[name],
                "params": count_parameters(net)}
         for name, net in networks.items()
     }

@@ -1,9 +1,12 @@
-"""The general recipe keys: their types, defaults, bounds and choices.
+"""The recipe's typed sections: every general key with its type, default, bounds and meaning.
 
-Only the parts of a recipe that do not depend on the model live here (``data``, ``train``,
-``log`` and the general ``model`` keys). The model's own keys come from its class (``options``,
-``loss_weights``, ``network_kinds``) and each network's keys from its registered constructor, so
-:func:`keys_at` asks the registry for those.
+Each section of a resolved recipe is a frozen dataclass (:class:`Recipe`, :class:`DataConfig`,
+:class:`TrainConfig`, :class:`LogConfig`, :class:`ModelConfig`); its fields are declared once here,
+with a :class:`Key` in their metadata that validation (``resolve.py``), ``ganzoo info`` and the
+generated ``docs/recipes.md`` all read. Consumers read attributes and never restate a default.
+
+The model's own keys come from its class (``options``, ``loss_weights``, ``network_kinds``) and
+each network's keys from its registered constructor, so :func:`keys_at` asks the registry for those.
 
 Defaults follow the official pix2pix/CycleGAN/BicycleGAN options (``load_size`` 286,
 ``crop_size`` 256, Adam with lr 2e-4 and betas (0.5, 0.999), 100 + 100 epochs with a linear
@@ -15,14 +18,16 @@ directory when used, as in the official code, so a recipe means the same whereve
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from ganzoo.data.shapes import FLAVOURS as SHAPES_FLAVOURS
-from ganzoo.data.transforms import DIRECTIONS, PREPROCESS_MODES, SIZE_MULTIPLE_FOR_NONE
 from ganzoo.data.shapes import MIN_SIZE as SHAPES_MIN_SIZE
-from ganzoo.models.assembly import OPTIMIZERS
+from ganzoo.data.transforms import DIRECTIONS, PREPROCESS_MODES, SIZE_MULTIPLE_FOR_NONE
+from ganzoo.training.optim import OPTIMIZERS
 
 #: Marks a key that has no default: leaving it out is an error.
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
@@ -46,6 +51,7 @@ class Key:
     minimum: float | None = None
     above: float | None = None
     below: float | None = None
+    maximum: float | None = None
     nullable: bool = False
     pattern: str | None = None
     pattern_help: str | None = None
@@ -57,39 +63,115 @@ class Key:
     special: str | None = None  # a value with its own resolver in resolve.py ("optimizer")
 
 
+#: A model's own recipe key (``model.nz``...): the same declaration as a general key.
+Option = Key
+
+
+def key(default: Any, type: type | tuple[type, ...], help: str, **rules: Any) -> Any:
+    """A dataclass field declared with its recipe :class:`Key` (validation, docs and ``ganzoo info``)."""
+    declared = Key(default, type, help, **rules)
+    if default is REQUIRED:
+        return dataclasses.field(metadata={"key": declared})
+    return dataclasses.field(default=None, metadata={"key": declared})
+
+
+def keys_of(section: type) -> dict[str, Key]:
+    """The :class:`Key` of every field of a recipe section class, in declaration order."""
+    return {f.name: f.metadata["key"] for f in dataclasses.fields(section) if "key" in f.metadata}
+
+
+def frozen(value: Any) -> Any:
+    """A read-only copy of plain recipe data: mappings become ``MappingProxyType``, lists tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: frozen(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(frozen(v) for v in value)
+    return value
+
+
+def plain(value: Any) -> Any:
+    """Plain YAML-able data (dicts, lists, scalars) from a section, a frozen mapping or a value."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return value.to_dict() if hasattr(value, "to_dict") else {
+            f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+class Section:
+    """Shared behaviour of the recipe sections: built from validated plain data, dumped back to it."""
+
+    @classmethod
+    def from_plain(cls, values: Mapping[str, Any]) -> Any:
+        """The section from already validated values (nested sections are built by their own class)."""
+        built = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            value = values[f.name]
+            nested = f.metadata.get("section")
+            built[f.name] = nested.from_plain(value) if nested is not None and value is not None else frozen(value)
+        return cls(**built)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+
+def section(cls: type, default: Any, help: str, *, nullable: bool = False) -> Any:
+    """A field holding a nested section (``data.shapes``)."""
+    declared = Key(default, dict, help, nullable=nullable, fields=keys_of(cls))
+    return dataclasses.field(default=None, metadata={"key": declared, "section": cls})
+
+
 #: Preprocess modes that first scale to ``load_size`` and then crop ``crop_size`` from it.
 SCALE_THEN_CROP = ("resize_and_crop", "scale_width_and_crop")
 
-SHAPES: dict[str, Key] = {  # the arguments of ganzoo.data.shapes.generate_shapes, with its defaults
-    "flavour": Key("shapes-multimodal", str, "which synthetic task the shapes world draws",
-                   choices=tuple(SHAPES_FLAVOURS)),
-    "size": Key(64, int, "image side in pixels", minimum=SHAPES_MIN_SIZE),
-    "n_train": Key(2000, int, "number of training items", minimum=1),
-    "n_val": Key(100, int, "number of validation items", minimum=0),
-    "n_test": Key(100, int, "number of test items", minimum=0),
-    "seed": Key(0, int, "seed of the generated world"),
-}
+#: The largest image side and the largest seed a recipe may ask for: beyond them a run fails
+#: with an allocation or overflow error long after the recipe was accepted.
+MAX_IMAGE_SIDE = 8192
+MAX_SEED = 2**63 - 1
 
-DATA: dict[str, Key] = {
-    "dataset": Key("aligned", str, "dataset layout (a 'dataset' registry name)", component="dataset"),
-    "root": Key(REQUIRED, str, "dataset folder, relative to the current working directory"),
-    "shapes": Key(None, dict, "generate the synthetic shapes world at root when it is missing",
-                  nullable=True, fields=SHAPES),
-    "direction": Key("AtoB", str, "which side is the input", choices=DIRECTIONS),
-    "load_size": Key(286, int, "scale images to this size", minimum=1),
-    "crop_size": Key(256, int, "then crop to this size (the network input size)", minimum=1),
-    "preprocess": Key("resize_and_crop", str, "how images are scaled and cropped", choices=PREPROCESS_MODES),
-    "flip": Key(True, bool, "random horizontal flips while training"),
-    "input_nc": Key(None, int, "input channels (null: the generator's input_nc)", nullable=True, minimum=1),
-    "output_nc": Key(None, int, "output channels (null: the generator's output_nc)", nullable=True, minimum=1),
-    "workers": Key(2, int, "data-loading worker processes", minimum=0),
-    "cache": Key(False, bool, "keep every loaded item in memory (small datasets whose items never change: "
-                 "no random crop or flip); each worker holds its own copy"),
-    "max_items": Key(None, int, "use at most this many items (null: all)", nullable=True, minimum=1),
-    "bad_images": Key("error", str, "an unreadable image stops training with its name (error), or every image is "
-                      "checked once before training and the bad ones are skipped and reported (skip)",
-                      choices=("error", "skip")),
-}
+
+@dataclass(frozen=True, kw_only=True)
+class ShapesConfig(Section):
+    """``data.shapes``: the arguments of :func:`ganzoo.data.shapes.generate_shapes`."""
+
+    flavour: str = key("shapes-multimodal", str, "which synthetic task the shapes world draws",
+                       choices=tuple(SHAPES_FLAVOURS))
+    size: int = key(64, int, "image side in pixels", minimum=SHAPES_MIN_SIZE, maximum=1024)
+    n_train: int = key(2000, int, "number of training items", minimum=1, maximum=1_000_000)
+    n_val: int = key(100, int, "number of validation items", minimum=0, maximum=1_000_000)
+    n_test: int = key(100, int, "number of test items", minimum=0, maximum=1_000_000)
+    seed: int = key(0, int, "seed of the generated world", minimum=0, maximum=MAX_SEED)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig(Section):
+    """``data``: what a run is trained on."""
+
+    dataset: str = key("aligned", str, "dataset layout (a 'dataset' registry name)", component="dataset")
+    root: str = key(REQUIRED, str, "dataset folder, relative to the current working directory")
+    shapes: ShapesConfig | None = section(ShapesConfig, None, "generate the synthetic shapes world at root when it "
+                                          "is missing", nullable=True)
+    direction: str = key("AtoB", str, "which side is the input", choices=DIRECTIONS)
+    load_size: int = key(286, int, "scale images to this size", minimum=1, maximum=MAX_IMAGE_SIDE)
+    crop_size: int = key(256, int, "then crop to this size (the network input size)", minimum=1,
+                         maximum=MAX_IMAGE_SIDE)
+    preprocess: str = key("resize_and_crop", str, "how images are scaled and cropped", choices=PREPROCESS_MODES)
+    flip: bool = key(True, bool, "random horizontal flips while training")
+    input_nc: int | None = key(None, int, "input channels (null: the generator's input_nc)", nullable=True,
+                               minimum=1)
+    output_nc: int | None = key(None, int, "output channels (null: the generator's output_nc)", nullable=True,
+                                minimum=1)
+    workers: int = key(2, int, "data-loading worker processes", minimum=0)
+    cache: bool = key(False, bool, "keep every loaded item in memory (small datasets whose items never change: "
+                      "no random crop or flip); each worker holds its own copy")
+    max_items: int | None = key(None, int, "use at most this many items (null: all)", nullable=True, minimum=1)
+    bad_images: str = key("error", str, "an unreadable image stops training with its name (error), or every image "
+                          "is checked once before training and the bad ones are skipped and reported (skip)",
+                          choices=("error", "skip"))
+
 
 #: The optimizer keys every recipe shows; any other argument of the torch optimizer may be given
 #: too (``eps``, ``momentum``...). ``weight_decay`` defaults to torch's own value for the type.
@@ -100,55 +182,61 @@ OPTIMIZER: dict[str, Key] = {
     "weight_decay": Key(None, float, "weight decay (default: torch's)", minimum=0.0),
 }
 
-TRAIN: dict[str, Key] = {
-    "batch_size": Key(1, int, "images per step", minimum=1),
-    "epochs": Key(100, int, "epochs at the initial learning rate", minimum=0),
-    "epochs_decay": Key(100, int, "epochs while the learning rate decays", minimum=0),
-    "max_steps": Key(None, int, "stop after this many steps (overrides epochs)", nullable=True, minimum=1),
-    "optimizer": Key({"type": "adam"}, dict, "optimizer of every network (type + torch.optim arguments)",
-                     special="optimizer"),
-    "optimizers": Key(None, dict, "changes to train.optimizer for single optimizers, by name (bicyclegan, pix2pix: "
-                      "one per network; cyclegan: G and D), e.g. {D: {lr: 0.0004}}; resolved in full",
-                      nullable=True, special="optimizer_overrides"),
-    "scheduler": Key({"type": "linear"}, dict, "learning-rate schedule (a 'scheduler' registry name + arguments)",
-                     component="scheduler", runtime_args=("optimizer", "total_steps")),
-    "seed": Key(0, int, "seed of weights, noise and data order"),
-    "device": Key("auto", str, "auto | cpu | cuda | cuda:N | mps", pattern=r"auto|cpu|mps|cuda(:\d+)?",
-                  pattern_help="auto, cpu, cuda, cuda:N or mps"),
-    "precision": Key("fp32", str, "floating-point precision", choices=("fp32", "bf16", "fp16")),
-    "channels_last": Key(False, bool, "channels-last memory format"),
-    "compile": Key(False, bool, "torch.compile the networks"),
-    "tuned_cpu_convs": Key(True, bool, "float32 CPU convolutions take the fastest of several equivalent "
-                           "formulations, timed per layer signature on first use (like cudnn.benchmark) and recorded "
-                           "in checkpoints: oneDNN, im2col + GEMM, Winograd F(4x4, 3x3) and F(3x3, 4x4), stride-1 gradients by "
-                           "forward convolution / shifted GEMMs; the same maths, other rounding "
-                           "(ganzoo/layers/cpu_convs.py); off under compile, no effect on CUDA"),
-    "parallel_branches": Key(True, bool, "run independent parts of a step (BicycleGAN's D and D2 updates) side "
-                             "by side on CPU threads, one intra-op thread each: the same maths, 0.89-0.94x the "
-                             "step on 2 cores at 32-256 px; in turn on CUDA, in distributed runs and on one thread "
-                             "(ganzoo/training/branches.py)"),
-    "step_in_backward": Key(True, bool, "update parameters inside the backward pass as their gradients complete "
-                            "(every 16 MiB of them) and free those gradients: the same weights bit for bit, a lower peak of "
-                            "memory (a network's gradients never all exist at once); for fused Adam/AdamW, off "
-                            "under fp16, nonfinite: skip and multi-process runs (ganzoo/training/steps_in_backward.py)"),
-    "reuse_freed_memory": Key(True, bool, "on the CPU (Linux, glibc), keep freed memory in the process for the next "
-                              "step's tensors instead of returning it and faulting it in again (malloc thresholds "
-                              "256 MiB / 1 GiB): CycleGAN 128 px 3-5% faster, the same maths "
-                              "(ganzoo/training/cpu_allocator.py)"),
-    "nonfinite": Key("stop", str, "what a NaN/inf loss does", choices=("stop", "skip")),
-    "ema": Key(0.0, float, "decay of a moving average of the generators' weights, kept beside them and used "
-               "for samples and evaluation (0: off; 0.999 averages about the last 1000 steps)", minimum=0, below=1),
-    "eval_every": Key(None, int, "evaluate on the val split every N steps (null: never)", nullable=True, minimum=1),
-    "eval_metrics": Key(None, list, "metrics evaluated during training (null: all that apply)", nullable=True,
-                        item_type=str),
-}
 
-LOG: dict[str, Key] = {
-    "every": Key(100, int, "log scalars every N steps", minimum=1),
-    "samples_every": Key(500, int, "save sample images every N steps", minimum=1),
-    "checkpoint_every": Key(1000, int, "save a checkpoint every N steps", minimum=1),
-    "keep_last": Key(3, int, "checkpoints kept", minimum=1),
-}
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(Section):
+    """``train``: how a run is trained."""
+
+    batch_size: int = key(1, int, "images per step", minimum=1, maximum=65536)
+    epochs: int = key(100, int, "epochs at the initial learning rate", minimum=0)
+    epochs_decay: int = key(100, int, "epochs while the learning rate decays", minimum=0)
+    max_steps: int | None = key(None, int, "stop after this many steps (overrides epochs)", nullable=True,
+                                minimum=1)
+    optimizer: Mapping[str, Any] = key({"type": "adam"}, dict, "optimizer of every network (type + torch.optim "
+                                       "arguments)", special="optimizer")
+    optimizers: Mapping[str, Mapping[str, Any]] | None = key(
+        None, dict, "changes to train.optimizer for single update groups, by name (bicyclegan, pix2pix: one per "
+        "network; cyclegan: G and D), e.g. {D: {lr: 0.0004}}; resolved in full", nullable=True,
+        special="optimizer_overrides")
+    scheduler: Mapping[str, Any] = key({"type": "linear"}, dict, "learning-rate schedule (a 'scheduler' registry "
+                                       "name + arguments)", component="scheduler",
+                                       runtime_args=("optimizer", "total_steps"))
+    seed: int = key(0, int, "seed of weights, noise and data order", minimum=0, maximum=MAX_SEED)
+    device: str = key("auto", str, "auto | cpu | cuda | cuda:N", pattern=r"auto|cpu|cuda(:\d+)?",
+                      pattern_help="auto, cpu, cuda or cuda:N")
+    precision: str = key("fp32", str, "floating-point precision", choices=("fp32", "bf16", "fp16"))
+    deterministic: bool = key(False, bool, "on CUDA, deterministic kernels (cuDNN deterministic, no autotuning, "
+                              "torch.use_deterministic_algorithms): two runs give the same weights bit for bit, "
+                              "as they always do on the CPU")
+    channels_last: bool = key(False, bool, "channels-last memory format")
+    compile: bool = key(False, bool, "torch.compile the networks")
+    step_in_backward: bool = key(True, bool, "update parameters inside the backward pass as their gradients "
+                                 "complete and free those gradients: the same weights bit for bit, a lower peak "
+                                 "of memory; for fused Adam/AdamW, off under fp16, nonfinite: skip and "
+                                 "multi-process runs")
+    accelerators: tuple[Mapping[str, Any], ...] = key(
+        [], list, "accelerator plugins (an 'accelerator' registry name or {type: name, **arguments}) that may "
+        "swap layer implementations for speed, e.g. [cpu_kernels] from plugins/ganzoo-cpu-kernels",
+        special="accelerators")
+    nonfinite: str = key("stop", str, "what a NaN/inf loss does", choices=("stop", "skip"))
+    ema: float = key(0.0, float, "decay of a moving average of the generators' weights, kept beside them and "
+                     "used for samples and evaluation (0: off; 0.999 averages about the last 1000 steps)",
+                     minimum=0, below=1)
+    eval_every: int | None = key(None, int, "evaluate on the val split every N steps (null: never)",
+                                 nullable=True, minimum=1)
+    eval_metrics: tuple[str, ...] | None = key(None, list, "metrics evaluated during training (null: all that "
+                                               "apply)", nullable=True, item_type=str)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogConfig(Section):
+    """``log``: what a run records and when."""
+
+    every: int = key(100, int, "log scalars every N steps", minimum=1)
+    samples_every: int = key(500, int, "save sample images every N steps", minimum=1)
+    checkpoint_every: int = key(1000, int, "save a checkpoint every N steps", minimum=1)
+    keep_last: int = key(3, int, "checkpoints kept", minimum=1)
+
 
 #: The general ``model`` keys; the model class adds its own options.
 MODEL: dict[str, Key] = {
@@ -158,12 +246,72 @@ MODEL: dict[str, Key] = {
                 component="init"),
     "gan_loss": Key("lsgan", str, "the GAN objective (a 'gan_loss' registry name)", component="gan_loss"),
     "losses": Key(None, dict, "weights of the model's loss terms (0 removes a term)"),
-    "loss_warmup": Key({}, dict, "loss term -> N: its weight ramps linearly to its model.losses value over the first "
-                       "N updates, from 1/N of it at the first (KL annealing); terms not named keep their weight"),
+    "loss_warmup": Key({}, dict, "loss term -> N: its weight ramps linearly to its model.losses value over the "
+                       "first N updates, from 1/N of it at the first (KL annealing); terms not named keep their "
+                       "weight"),
 }
 
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``model``: what is trained. ``options`` holds the model class's own keys (``options.nz``)."""
+
+    type: str
+    networks: Mapping[str, Mapping[str, Any]]
+    init: Mapping[str, Any]
+    gan_loss: str
+    losses: Mapping[str, float]
+    loss_warmup: Mapping[str, int]
+    options: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        # The model's options sit beside the general keys in a recipe file (model.nz), as written.
+        general = {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "options"}
+        networks = general.pop("networks")
+        return {"type": general.pop("type"), "networks": networks, **general, **plain(self.options)}
+
+
+def options_class(model_cls: type) -> type:
+    """A frozen dataclass with one typed field per ``options`` entry of a model class (cached on it)."""
+    cached = model_cls.__dict__.get("_options_class")
+    if cached is not None:
+        return cached
+    declared: dict[str, Key] = getattr(model_cls, "options", {})
+    fields = [(name, Any, dataclasses.field(default=None, metadata={"key": k})) for name, k in declared.items()]
+    made = dataclasses.make_dataclass(f"{model_cls.__name__}Options", fields, frozen=True)
+    model_cls._options_class = made  # type: ignore[attr-defined]
+    return made
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A fully resolved recipe: every default filled in, every value checked (``resolve_recipe``)."""
+
+    name: str
+    plugins: tuple[str, ...]
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    log: LogConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as ``ganzoo info`` prints it and checkpoints store it; resolves to an equal recipe."""
+        return {"name": self.name, "plugins": list(self.plugins), "model": self.model.to_dict(),
+                "data": self.data.to_dict(), "train": self.train.to_dict(), "log": self.log.to_dict()}
+
+    def replace(self, **sections: Any) -> Recipe:
+        """A copy with some sections replaced (``recipe.replace(train=...)``)."""
+        return dataclasses.replace(self, **sections)
+
+
+SHAPES = keys_of(ShapesConfig)
+DATA = keys_of(DataConfig)
+TRAIN = keys_of(TrainConfig)
+LOG = keys_of(LogConfig)
+
 TOP: dict[str, Key] = {
-    "name": Key(None, str, "run name (default: the recipe file's stem)"),
+    "name": Key(None, str, "run name (default: the recipe file's stem)", pattern=r"[A-Za-z0-9_.+-]+",
+                pattern_help="letters, digits, _ . + - (it names the run folder)"),
     "plugins": Key([], list, "modules or .py files imported before building", item_type=str),
     "model": Key(REQUIRED, dict, "what is trained", fields=MODEL),
     "data": Key(REQUIRED, dict, "what it is trained on", fields=DATA),
@@ -172,7 +320,8 @@ TOP: dict[str, Key] = {
 }
 
 __all__ = ["DATA", "LOG", "MODEL", "OPTIMIZER", "REQUIRED", "SHAPES", "SIZE_MULTIPLE_FOR_NONE", "TOP", "TRAIN",
-           "Key", "keys_at"]
+           "DataConfig", "Key", "LogConfig", "ModelConfig", "Option", "Recipe", "ShapesConfig", "TrainConfig",
+           "keys_at"]
 
 #: Top-level keys consumed while loading, never present in a resolved recipe.
 LOAD_KEYS = ("base",)

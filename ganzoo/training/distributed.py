@@ -253,11 +253,6 @@ def wrap_networks(model: nn.Module, ctx: DistributedContext, console: Any = None
     """
     if not ctx.enabled:
         return
-    # Losses that sum over the batch instead of averaging (BicycleGAN's KL) multiply by this, so
-    # that DDP's gradient average equals the one-process gradient of the global batch.
-    model.world_size = ctx.world_size
-    if hasattr(model, "precision"):  # DDP averages gradients after their accumulation: update after the backward
-        model.precision.step_in_backward = False
     networks = model.networks
     for name in list(networks.keys()):
         net = networks[name]

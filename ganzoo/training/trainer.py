@@ -25,18 +25,22 @@ import torch
 from rich.console import Console
 from torch.utils.data import DataLoader
 
-from ganzoo.errors import CheckpointError, ComponentError, DataError, GanzooError, RecipeError
 from ganzoo.data.collate import collate_items
+from ganzoo.data.from_recipe import epoch_reaches_persistent_workers, make_dataset
 from ganzoo.data.screening import drop_unreadable_images
-from ganzoo.layers import conv_routes
-from ganzoo.models.assembly import apply_speed_switches
+from ganzoo.errors import CheckpointError, ComponentError, DataError, GanzooError, RecipeError
+from ganzoo.recipe.schema import Recipe
 from ganzoo.registry import build, get_component
+from ganzoo.training.accelerators import (accelerator_states, build_accelerators, load_accelerator_states,
+                                          prepare_all)
 from ganzoo.training.checkpoint import CheckpointDir, estimate_checkpoint_bytes, load_network_state
 from ganzoo.training.distributed import batch_multiple, check_batch_size, setup_distributed, wrap_networks
 from ganzoo.training.ema import GeneratorEMA
+from ganzoo.training.optim import make_optimizers
 from ganzoo.training.rng import rng_state, seed_everything, set_rng_state
 from ganzoo.training.run_log import RunLog
 from ganzoo.training.sampler import ResumableBatchSampler
+from ganzoo.training.updates import Updater
 
 
 class TrainingInterrupted(GanzooError):
@@ -62,115 +66,143 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def dataset_kwargs(recipe: dict[str, Any], split: str) -> dict[str, Any]:
-    """The dataset constructor arguments a recipe's ``data`` section gives for ``split``."""
-    data = recipe["data"]
-    entry = get_component("dataset", data["dataset"])
-    accepted = set(entry.signature().parameters)
-    if data.get("cache") and "cache" not in accepted:
-        raise DataError(f"data.cache: the dataset {data['dataset']!r} takes no 'cache' argument, so it cannot "
-                        "keep items in memory", hint="set data.cache=false")
-    kwargs = {k: v for k, v in data.items() if k in accepted}
-    kwargs.update(split=split, seed=recipe["train"]["seed"])
-    if split != "train":
-        kwargs["flip"] = False
-    return kwargs
-
-
-def make_dataset(recipe: dict[str, Any], split: str = "train") -> Any:
-    """Build the recipe's dataset for ``split``, generating the shapes world first when asked to."""
-    data = recipe["data"]
-    if data.get("shapes"):
-        from ganzoo.data.shapes import ensure_shapes
-
-        ensure_shapes(data["root"], **data["shapes"])
-    return build("dataset", data["dataset"], **dataset_kwargs(recipe, split))
-
-
-def epoch_reaches_persistent_workers(dataset: Any) -> bool:
-    """Whether DataLoader workers kept across epochs would still see ``set_epoch``.
-
-    A dataset says so with ``epoch_reaches_persistent_workers = True`` (the built-in ones keep the
-    epoch in shared memory); one without ``set_epoch`` has nothing to miss. Any other dataset gets
-    fresh workers every epoch, which copy it with its new epoch.
-    """
-    return bool(getattr(dataset, "epoch_reaches_persistent_workers", not hasattr(dataset, "set_epoch")))
-
-
-def schedule_lengths(recipe: dict[str, Any], steps_per_epoch: int) -> tuple[int, int]:
+def schedule_lengths(recipe: Recipe, steps_per_epoch: int) -> tuple[int, int]:
     """(total steps, steps of LR decay): from ``train.max_steps`` when set, else from the epochs."""
-    train = recipe["train"]
-    epochs, decay = int(train["epochs"]), int(train["epochs_decay"])
-    if train.get("max_steps"):
-        total = int(train["max_steps"])
+    train = recipe.train
+    epochs, decay = train.epochs, train.epochs_decay
+    if train.max_steps:
+        total = train.max_steps
         return total, round(total * decay / (epochs + decay)) if epochs + decay > 0 else 0
     return (epochs + decay) * steps_per_epoch, decay * steps_per_epoch
 
 
-class Trainer:
-    """Assembles model, data, schedules and logging from a resolved recipe and runs the loop."""
+def configure_kernels(device: torch.device, deterministic: bool) -> None:
+    """Kernel choices for a run on ``device``: cuDNN autotuning on CUDA (as the official code), or
+    deterministic kernels everywhere under ``train.deterministic``. CPU kernels are deterministic."""
+    if device.type != "cuda":
+        return
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
+    torch.use_deterministic_algorithms(deterministic, warn_only=False)
 
-    def __init__(self, recipe: dict[str, Any], out_dir: str | os.PathLike[str], *, resume: bool = False,
+
+@dataclass
+class TrainingParts:
+    """A model ready to train and what updates it: as ``ganzoo train`` and ``ganzoo bench`` build it."""
+
+    model: torch.nn.Module
+    accelerators: dict[str, Any]
+    optimizers: dict[str, torch.optim.Optimizer]
+    updater: Updater
+
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One training step of the model on ``batch``."""
+        self.updater.begin_step()
+        return self.model.train_step(batch, self.updater)
+
+
+def build_training(recipe: Recipe, device: torch.device, *, dist: Any = None, console: Console | None = None,
+                   sample_batch: dict[str, torch.Tensor] | None = None) -> TrainingParts:
+    """The recipe's model on ``device`` with its layout, compilation, accelerator plugins, data
+    parallelism (``dist``), optimizers and :class:`Updater`."""
+    train = recipe.train
+    model_cls = get_component("model", recipe.model.type).factory
+    model = model_cls(recipe, device)
+    if train.channels_last:
+        model.networks.to(memory_format=torch.channels_last)
+    accelerators = build_accelerators(train.accelerators)
+    notices = prepare_all(accelerators, model, recipe, device)
+    if console is not None and (dist is None or dist.is_main):
+        for notice in notices:
+            console.print(f"[yellow]note:[/] {notice}", highlight=False)
+    if train.compile:
+        # nn.Module.compile keeps the modules and their state-dict keys: checkpoints, optimizers and
+        # functional_call see the same parameters as without compiling
+        for net in model.networks.values():
+            net.compile()
+    distributed = dist is not None and dist.enabled
+    if distributed:
+        wrap_networks(model, dist, console)
+    if sample_batch is not None:
+        model.materialize(sample_batch)
+    optimizers = make_optimizers(model.networks, model_cls.update_groups(recipe.model), train.optimizer,
+                                 train.optimizers, device)
+    # train.nonfinite: no update follows a NaN/inf gradient; the trainer then stops (naming the loss
+    # and step) or counts the step as skipped, which needs every gradient checked before any update,
+    # so updates inside the backward are off then (and under DDP, which averages after the backward).
+    updater = Updater(optimizers, train.precision, device,
+                      step_in_backward=train.step_in_backward and train.nonfinite == "stop" and not distributed)
+    return TrainingParts(model, accelerators, optimizers, updater)
+
+
+class Trainer:
+    """Assembles model, data, schedules and logging from a resolved recipe and runs the loop.
+
+    The model says what to optimise (its update groups and their losses, in the official order);
+    the Trainer says how: it builds the optimizers, the schedulers and the :class:`Updater`
+    (precision, non-finite policy, updates inside the backward), wraps the networks for data
+    parallelism and applies the recipe's accelerators.
+    """
+
+    def __init__(self, recipe: Recipe, out_dir: str | os.PathLike[str], *, resume: bool = False,
                  show_progress: bool = True, console: Console | None = None) -> None:
         self.recipe = recipe
         self.out_dir = Path(out_dir)
         self.resume = resume
         self.show_progress = show_progress
         self.console = console or Console(stderr=True)
-        train, log = recipe["train"], recipe["log"]
-        self.checkpoints = CheckpointDir(self.out_dir / "checkpoints", keep_last=int(log.get("keep_last", 3)))
+        train = recipe.train
+        self.checkpoints = CheckpointDir(self.out_dir / "checkpoints", keep_last=recipe.log.keep_last)
         self._check_out_dir()
         # One process, or one rank of a torchrun launch (rank, device and process group from the env).
-        self.dist = setup_distributed(train["device"])
+        self.dist = setup_distributed(train.device)
         self.device = self.dist.device
-        seed_everything(int(train["seed"]))
+        configure_kernels(self.device, train.deterministic)
+        seed_everything(train.seed)
         # Rank 0 generates the shapes world (when the recipe asks) before the other ranks read it.
         if not self.dist.is_main:
             self.dist.barrier()
         self.dataset = make_dataset(recipe, "train")
         if self.dist.is_main:
             self.dist.barrier()
-        if recipe["data"].get("bad_images") == "skip":
+        if recipe.data.bad_images == "skip":
             self._report_skipped_images(drop_unreadable_images(self.dataset))
-        self.batch_size = int(train["batch_size"])  # the global batch, split over the ranks
-        model_cls = get_component("model", recipe["model"]["type"]).factory
+        self.batch_size = train.batch_size  # the global batch, split over the ranks
+        model_cls = get_component("model", recipe.model.type).factory
         local_batch = check_batch_size(self.batch_size, self.dist.world_size, batch_multiple(model_cls))
         if len(self.dataset) < self.batch_size:
-            raise DataError(f"{recipe['data']['root']}: the training split has {len(self.dataset)} image(s), "
+            raise DataError(f"{recipe.data.root}: the training split has {len(self.dataset)} image(s), "
                             f"fewer than train.batch_size={self.batch_size}")
-        self.sampler = ResumableBatchSampler(len(self.dataset), local_batch, seed=int(train["seed"]),
+        self.sampler = ResumableBatchSampler(len(self.dataset), local_batch, seed=train.seed,
                                              rank=self.dist.rank, world_size=self.dist.world_size)
         self.steps_per_epoch = len(self.sampler)
         self.total_steps, self.decay_steps = schedule_lengths(recipe, self.steps_per_epoch)
-        workers = int(recipe["data"].get("workers", 0))
+        workers = recipe.data.workers
         # The loader's own generator keeps its per-epoch seed draw out of the global RNG stream,
         # which a resumed run must replay exactly.
         self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=workers,
                                  collate_fn=collate_items,  # a size mismatch names its files
                                  pin_memory=self.device.type == "cuda", generator=torch.Generator(),
                                  persistent_workers=workers > 0 and epoch_reaches_persistent_workers(self.dataset))
-        self.model = model_cls(recipe, self.device)
-        apply_speed_switches(self.model, train)
-        wrap_networks(self.model, self.dist, self.console)
-        ema_decay = float(train.get("ema") or 0.0)
-        self.ema = GeneratorEMA(self.model, ema_decay) if ema_decay > 0 else None
-        self.dist.seed_rank_stream(int(train["seed"]), 0)
-        self.schedulers = {name: self._make_scheduler(opt) for name, opt in self.model.optimizers.items()}
+        self._sample_batch = self._sample_inputs()
+        self.parts = build_training(recipe, self.device, dist=self.dist, console=self.console,
+                                    sample_batch=self._sample_batch)
+        self.model, self.accelerators = self.parts.model, self.parts.accelerators
+        self.optimizers, self.updater = self.parts.optimizers, self.parts.updater
+        self._sample_z = self.model.sample_codes(4, torch.Generator().manual_seed(1234))
+        self.nonfinite = train.nonfinite
+        self.ema = GeneratorEMA(self.model, train.ema) if train.ema > 0 else None
+        self.dist.seed_rank_stream(train.seed, 0)
+        self.schedulers = {name: self._make_scheduler(opt) for name, opt in self.optimizers.items()}
         self.step = 0
         self._eval_data: Any = None  # the val split, built on the first train.eval_every evaluation
         self._eval_off = False
         self._stop_signal: int | None = None
-        # train.nonfinite: the models' Precision refuses updates with NaN/inf gradients; the trainer
-        # then stops (naming the loss and step) or counts the step as skipped.
-        self.nonfinite = str(train.get("nonfinite", "stop"))
         self.skipped_steps = 0
-        if hasattr(self.model, "precision"):
-            self.model.precision.guard_nonfinite = True
-            if self.nonfinite == "skip":  # a skipped step needs all gradients checked before any update
-                self.model.precision.step_in_backward = False
         if self.dist.is_main:  # a disk that cannot hold a checkpoint fails now, not hours from now
-            self.checkpoints.check_space(estimate_checkpoint_bytes(self.state(), self.model.optimizers.values()))
-        self._sample_batch, self._sample_z = self._fixed_samples()
+            self.checkpoints.check_space(estimate_checkpoint_bytes(self.state(), self.optimizers.values()))
 
     # -- set-up -------------------------------------------------------------------------------
     def _check_out_dir(self) -> None:
@@ -198,7 +230,7 @@ class Trainer:
                            f"e.g. {skipped[0][0]}; the full list is in {report}")
 
     def _make_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
-        spec = dict(self.recipe["train"].get("scheduler") or {"type": "linear"})
+        spec = dict(self.recipe.train.scheduler)
         kind = spec.pop("type")
         if kind == "linear" and spec.get("decay_steps") is None:
             spec["decay_steps"] = self.decay_steps
@@ -207,31 +239,29 @@ class Trainer:
         except ComponentError as exc:  # an argument's value out of range: name the recipe key it came from
             raise RecipeError("train.scheduler", exc.message, hint=exc.hint) from None
 
-    def _fixed_samples(self) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        """A fixed handful of inputs (val split when there is one) and fixed z's for sample grids."""
+    def _sample_inputs(self) -> dict[str, torch.Tensor]:
+        """A fixed handful of inputs for sample grids (the val split when there is one)."""
         try:
             source = make_dataset(self.recipe, "val")
         except (DataError, RecipeError):
             source = self.dataset
         n = min(4, len(source))
-        items = [source[i] for i in range(n)]
-        batch = {k: torch.stack([it[k] for it in items]) for k in ("A", "B")}
-        nz = int(self.recipe["model"].get("nz", 0) or 0)
-        z = torch.randn(4, nz, generator=torch.Generator().manual_seed(1234)) if nz else None
-        return batch, z
+        batch = collate_items([source[i] for i in range(n)])
+        return {k: batch[k] for k in ("A", "B")}
 
     # -- state -------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
             "step": self.step,
             "total_steps": self.total_steps,
-            "recipe": self.recipe,
+            "recipe": self.recipe.to_dict(),
             "networks": {name: net.state_dict() for name, net in self.model.networks.items()},
-            "optimizers": {name: opt.state_dict() for name, opt in self.model.optimizers.items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
             "model_state": self.model.extra_state(),
+            "updater": self.updater.state_dict(),
+            "accelerators": accelerator_states(self.accelerators),
             "rng": rng_state(),
-            "conv_routes": conv_routes.route_table(),
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
@@ -245,7 +275,7 @@ class Trainer:
             if name not in payload["networks"]:
                 raise CheckpointError(f"{source} has no network {name} (it has {', '.join(payload['networks'])})")
             load_network_state(name, net, payload["networks"][name], source)
-        parts = (("optimizer", self.model.optimizers, payload.get("optimizers", {})),
+        parts = (("optimizer", self.optimizers, payload.get("optimizers", {})),
                  ("scheduler", self.schedulers, payload.get("schedulers", {})))
         for what, own, stored in parts:
             for name, obj in own.items():
@@ -260,15 +290,16 @@ class Trainer:
         if payload.get("total_steps", self.total_steps) != self.total_steps:
             self._stretch_schedules()
         self.model.load_extra_state(payload.get("model_state", {}))
+        # earlier versions kept the grad scalers in the model's state
+        self.updater.load_state_dict(payload.get("updater", payload.get("model_state", {}).get("precision", {})))
+        load_accelerator_states(self.accelerators, payload.get("accelerators", {}), source)
         if self.ema is not None and payload.get("ema"):
             self.ema.load_state_dict(payload["ema"], source)
         elif self.ema is not None:  # train.ema switched on for a resumed run: the average starts here
             self.ema = GeneratorEMA(self.model, self.ema.decay)
         set_rng_state(payload["rng"])
-        # the kernels the run chose so far, so that it goes on computing (and rounding) as before
-        conv_routes.restore_route_table(payload.get("conv_routes", {}))
         self.step = int(payload["step"])
-        self.dist.seed_rank_stream(int(self.recipe["train"]["seed"]), self.step)
+        self.dist.seed_rank_stream(self.recipe.train.seed, self.step)
 
     def _stretch_schedules(self) -> None:
         """A resumed run that was lengthened (``--set train.max_steps``) follows the new schedule's rule
@@ -321,10 +352,8 @@ class Trainer:
 
         Returns whether the step counts as applied (False: skipped under ``train.nonfinite: skip``).
         """
-        precision = getattr(self.model, "precision", None)
-        refused = list(getattr(precision, "skipped", []))
-        if precision is not None:
-            precision.skipped.clear()
+        refused = list(self.updater.skipped)
+        self.updater.skipped.clear()
         values = torch.stack([v.float().reshape(()) for v in losses.values()]) if losses else torch.zeros(1)
         if not refused and bool(torch.isfinite(values).all()):
             return True
@@ -332,7 +361,7 @@ class Trainer:
         what = f"loss {', '.join(bad)}" if bad else "the gradients"
         if not refused:
             not_applied = "the updates were applied"
-        elif precision.step_in_backward:  # the parameters updated before the first bad gradient keep their update
+        elif self.updater.step_in_backward:  # the parameters updated before the first bad gradient keep their update
             not_applied = f"the update(s) of {', '.join(refused)} stopped at the first non-finite gradient"
         else:
             not_applied = f"the update(s) of {', '.join(refused)} were not applied"
@@ -367,9 +396,9 @@ class Trainer:
                 self.console.print(f"resumed from {path} at step {self.step}/{self.total_steps}")
         elif self.dist.is_main:
             (self.out_dir / "recipe.yaml").write_text(dump_recipe(self.recipe))
-        log = self.recipe["log"]
+        log = self.recipe.log
         main = self.dist.is_main  # rank 0 alone logs, writes samples and checkpoints
-        run_log = RunLog(self.out_dir, self.recipe, enabled=main)
+        run_log = RunLog(self.out_dir, self.recipe.to_dict(), enabled=main)
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous = {}
         if in_main_thread:
@@ -392,7 +421,7 @@ class Trainer:
                             self.model.train()
                         buffers = self._snapshot_buffers()
                         self.model.set_step(self.step)
-                        last_losses = self.model.train_step(batch)
+                        last_losses = self.parts.step(batch)
                         # Several ranks: average the losses and agree on stopping (one all-reduce).
                         last_losses, stop = self.dist.agree(last_losses, self._stop_signal is not None)
                         applied = self._check_finite(last_losses, buffers)
@@ -401,16 +430,16 @@ class Trainer:
                             self.ema.update(self.model)
                         self.step += 1
                         progress.advance(self.step, last_losses)
-                        if self.step % int(log["every"]) == 0 or self.step == self.total_steps:
-                            run_log.scalars(self.step, last_losses, self.model.optimizers,
+                        if self.step % log.every == 0 or self.step == self.total_steps:
+                            run_log.scalars(self.step, last_losses, self.optimizers,
                                             {term: self.model.weights[term] for term in self.model.loss_warmup})
-                        if main and (self.step % int(log["samples_every"]) == 0 or self.step == self.total_steps):
+                        if main and (self.step % log.samples_every == 0 or self.step == self.total_steps):
                             self.write_samples(run_log)
-                        eval_every = self.recipe["train"].get("eval_every")
-                        if main and eval_every and not self._eval_off and (self.step % int(eval_every) == 0
-                                                    or self.step == self.total_steps):
+                        eval_every = self.recipe.train.eval_every
+                        if main and eval_every and not self._eval_off and (self.step % eval_every == 0
+                                                                           or self.step == self.total_steps):
                             self.evaluate(run_log)
-                        if self.step % int(log["checkpoint_every"]) == 0 and self.step < self.total_steps:
+                        if self.step % log.checkpoint_every == 0 and self.step < self.total_steps:
                             self.save_checkpoint()
                         if stop:
                             path = self.save_checkpoint()
@@ -448,7 +477,7 @@ class Trainer:
                 self._eval_off = True
                 return None
         with self._averaged_weights():
-            result = evaluate(self.model, dataset=self._eval_data, metrics=self.recipe["train"].get("eval_metrics"))
+            result = evaluate(self.model, dataset=self._eval_data, metrics=self.recipe.train.eval_metrics)
         result["step"] = self.step
         if run_log.writer is not None:
             log_to_tensorboard(result, run_log.writer, self.step)

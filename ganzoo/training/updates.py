@@ -1,12 +1,14 @@
-"""Mixed precision as a recipe switch (``train.precision: fp32 | bf16 | fp16``).
+"""The update of a training step: from a model's loss for one update group to new weights.
 
-bf16 runs the forward passes under autocast (CUDA, and CPUs with bf16 support); fp16 (CUDA only)
-adds one GradScaler per update group, so the G/E step and each D step scale their own losses.
+Precision is a recipe switch (``train.precision: fp32 | bf16 | fp16``): bf16 runs the forward
+passes under autocast (CUDA, and CPUs with bf16 support); fp16 (CUDA only) adds one GradScaler per
+update group, so the G/E step and each D step scale their own losses.
 """
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -26,8 +28,8 @@ def grads_are_finite(optimizers: Iterable[torch.optim.Optimizer]) -> bool:
                     by_device.setdefault(p.grad.device, []).append(p.grad)
     found_nonfinite = False
     for device, grads in by_device.items():
-        # GradScaler's fused check (unscaling by exactly 1 leaves every value as it is): one pass over
-        # the gradients, about 15x cheaper on the CPU than the max-abs norm it replaces.
+        # GradScaler's fused check (unscaling by exactly 1 leaves every value as it is): one pass
+        # over the gradients, far cheaper than a max-abs norm.
         found = torch.zeros(1, device=device)
         torch._amp_foreach_non_finite_check_and_unscale_(grads, found, torch.ones(1, device=device))
         found_nonfinite = found_nonfinite or bool(found.item())
@@ -43,33 +45,44 @@ def cpu_has_bf16_hardware() -> bool | None:
     return bool(found.get("avx512_bf16") or found.get("amx_bf16"))
 
 
-class Precision:
-    """Autocast and loss scaling for one training run."""
+class Updater:
+    """How a model's losses become parameter updates; the Trainer owns one per run.
 
-    def __init__(self, precision: str, device: torch.device) -> None:
+    A model's ``train_step`` computes each update group's loss under :meth:`autocast` and calls
+    :meth:`update` with it, in the official order. Everything about *how* the update happens is
+    decided here, from the recipe's ``train`` section: the precision (autocast, one GradScaler per
+    group under fp16), the non-finite policy (``train.nonfinite``: no update follows a NaN/inf
+    gradient; refused groups are listed in :attr:`skipped`), updates inside the backward
+    (``train.step_in_backward``) and the gradients data parallelism averages.
+
+    Args:
+        optimizers: update group -> its optimizer (``train.optimizer`` / ``train.optimizers``).
+        precision: ``fp32``, ``bf16`` or ``fp16``.
+        device: where the networks live.
+        step_in_backward: update each parameter as its gradient completes, where the update allows it
+            (fused Adam/AdamW, no loss scaler, one process, ``nonfinite: stop``).
+        guard_nonfinite: check gradients before applying them.
+    """
+
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], precision: str, device: torch.device, *,
+                 step_in_backward: bool = False, guard_nonfinite: bool = True) -> None:
         if precision not in PRECISIONS:
             raise RecipeError("train.precision", f"{precision!r} is not one of {', '.join(PRECISIONS)}")
         if precision == "fp16" and device.type != "cuda":
             raise RecipeError("train.precision", "fp16 needs a CUDA device; use bf16 on the CPU",
                               hint="set train.precision=bf16")
+        self.optimizers = optimizers
         self.precision = precision
         self.device = device
+        self.step_in_backward = step_in_backward
+        self.guard_nonfinite = guard_nonfinite
         self.scalers: dict[str, torch.amp.GradScaler] = {}
-        # Set by the trainer (``train.nonfinite``): refuse updates whose gradients hold NaN/inf, which
-        # would poison the weights and the optimizer moments for good; refused groups are listed in
-        # ``skipped`` until the trainer reads them. fp16 leaves this to its GradScaler.
-        self.guard_nonfinite = False
         self.skipped: list[str] = []
-        # ``train.step_in_backward``, set by ``apply_speed_switches``; off for DistributedDataParallel
-        # and ``train.nonfinite: skip`` (see :mod:`ganzoo.training.steps_in_backward`)
-        self.step_in_backward = False
 
     @property
     def warning(self) -> str | None:
         """Why this precision will likely be slow here, or None."""
         if self.precision == "bf16" and self.device.type == "cpu" and cpu_has_bf16_hardware() is False:
-            # oneDNN then converts to and from fp32 around every kernel: 1.6x slower than fp32 on an
-            # AVX-512 Xeon without AVX512-BF16 (pix2pix_128, docs/performance.md).
             return ("train.precision=bf16: this CPU has no bf16 hardware (AVX512-BF16 or AMX), so bf16 is "
                     "emulated and usually slower than fp32 here; train.precision=fp32 is the fast choice")
         return None
@@ -80,6 +93,7 @@ class Precision:
 
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:
+        """The forward passes' precision (nothing under fp32)."""
         if self.dtype is None:
             yield
             return
@@ -93,12 +107,22 @@ class Precision:
             self.scalers[group] = torch.amp.GradScaler(self.device.type)
         return self.scalers[group]
 
-    def update(self, loss: torch.Tensor, optimizers: Iterable[torch.optim.Optimizer], group: str) -> None:
-        """Backward ``loss`` and update the parameters of ``optimizers`` (the update group ``group``):
-        inside the backward as gradients complete, under ``step_in_backward`` where the update
-        allows it; else after it, refused when a gradient is non-finite (``guard_nonfinite``) or
-        left to the group's GradScaler (fp16)."""
-        optimizers = list(optimizers)
+    def begin_step(self) -> None:
+        """Free every group's gradients of the last step before the first forward of this one.
+
+        Zeroing each group just before its own backward would leave a later group's old gradients
+        alive through an earlier group's backward, the step's peak of memory."""
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+
+    def update(self, groups: str | Sequence[str], loss: torch.Tensor) -> None:
+        """Backward ``loss`` and update the parameters of one update group, or of several that one
+        loss trains together (BicycleGAN's G and E): inside the backward as gradients complete
+        where allowed; else after it, refused when a gradient is non-finite (``guard_nonfinite``)
+        or left to the groups' GradScaler (fp16)."""
+        names = [groups] if isinstance(groups, str) else list(groups)
+        group = "+".join(names)
+        optimizers = [self.optimizers[name] for name in names]
         scaler = self.scaler(group)
         if scaler is None and self.step_in_backward and steps_fit_in_backward(optimizers):
             with StepsInBackward(optimizers, check_finite=self.guard_nonfinite) as steps:
@@ -118,10 +142,10 @@ class Precision:
         if scaler is not None:
             scaler.update()
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {name: s.state_dict() for name, s in self.scalers.items()}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         for name, s in state.items():
             scaler = self.scaler(name)
             if scaler is not None:
