@@ -22,11 +22,17 @@ __version__ = "0.1.0"
 
 
 def load(run_or_checkpoint: str | os.PathLike[str], device: str | torch.device | None = None, *,
-         ema: bool = True) -> torch.nn.Module:
-    """Load a trained model from a run folder or checkpoint; see :func:`ganzoo.inference.load`."""
+         ema: bool = True, plugins: list[str] | tuple[str, ...] = (),
+         trust_checkpoint_plugins: bool = False) -> torch.nn.Module:
+    """Load a trained model from a run folder or checkpoint; see :func:`ganzoo.inference.load`.
+
+    The plugins a checkpoint's recipe lists are never imported unless asked: pass them as
+    ``plugins=[...]``, or ``trust_checkpoint_plugins=True`` for a checkpoint you trust.
+    """
     from ganzoo.inference import load as _load
 
-    return _load(run_or_checkpoint, device=device, ema=ema)
+    return _load(run_or_checkpoint, device=device, ema=ema, plugins=plugins,
+                 trust_checkpoint_plugins=trust_checkpoint_plugins)
 
 
 __all__ = [

@@ -9,6 +9,21 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+#: The longest message or hint a GanzooError keeps. A message quotes user input (a recipe value, a
+#: file name, a plugin's exception), and user input can be huge (a YAML alias bomb expands to
+#: megabytes): the middle is cut so that an error always fits on one screen.
+MAX_MESSAGE_CHARS = 2000
+
+
+def cap_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` shortened to at most about ``limit`` characters: its start and end, with the cut counted."""
+    if not isinstance(text, str):
+        text = str(text)
+    if len(text) <= limit:
+        return text
+    keep = max(16, limit // 2 - 40)
+    return f"{text[:keep]} ... [{len(text) - 2 * keep} characters cut] ... {text[-keep:]}"
+
 
 class GanzooError(Exception):
     """Base class of every user-facing error."""
@@ -16,9 +31,10 @@ class GanzooError(Exception):
     exit_code: int = 1
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        message = cap_text(message)
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = cap_text(hint) if hint is not None else None
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
@@ -49,6 +65,13 @@ class DataError(GanzooError):
 
 class CheckpointError(GanzooError):
     """A checkpoint that is missing, corrupt, unsafe or made by another recipe."""
+
+    exit_code = 2
+
+
+class RunFolderError(GanzooError):
+    """A run folder that cannot be used as asked: it holds another run, another process is training
+    in it, or ``--out`` and ``--resume`` disagree (a user mistake, so exit code 2 like the others)."""
 
     exit_code = 2
 

@@ -13,6 +13,14 @@
 3. ``ganzoo --plugin MODULE_OR_FILE`` on the command line (relative paths: the working directory,
    because the user typed them there).
 
+Every entry point loads plugins through one function, :func:`activate_plugins`, which knows whom to
+trust. Installed packages and ``--plugin`` are what the user chose. A recipe file the user trains
+(``ganzoo train RECIPE``) and the user's own run folder (``ganzoo train --resume RUN``, which says so
+on screen) are trusted too. A checkpoint is data: ``ganzoo.load``, ``sample``, ``eval`` and ``export``
+never import the plugins its stored recipe names. When a component from one of them is missing, the
+error names them and the opt-in (``--plugin``, ``--trust-checkpoint-plugins``,
+``ganzoo.load(..., plugins=[...])``).
+
 A plugin registers components with the same :func:`ganzoo.register` decorator as ganzoo itself;
 every registration made while it is imported is attributed to it, so ``ganzoo list`` shows where
 a component came from. A name that is already taken is an error unless the plugin registers with
@@ -29,11 +37,11 @@ import importlib.util
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ganzoo.errors import GanzooError, RecipeError
+from ganzoo.errors import CheckpointError, GanzooError, RecipeError
 from ganzoo.registry import _ensure_builtins, registering_from
 
 #: The entry-point group an installed plugin declares.
@@ -87,6 +95,10 @@ _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 def _failure(label: str, exc: BaseException) -> PluginError:
+    if isinstance(exc, SystemExit):
+        return PluginError(f"plugin {label} called sys.exit({exc.code!r}) while being imported; a plugin "
+                           "must only define and register components",
+                           hint="remove the sys.exit / exit() call at the plugin's top level")
     if isinstance(exc, GanzooError):
         detail = exc.message
         hint = exc.hint
@@ -111,7 +123,7 @@ def _import_module(name: str) -> None:
                 hint="pip install the package that provides it, or give the path to a .py file "
                      "(e.g. ./my_parts.py)") from None
         raise _failure(label, exc) from None
-    except Exception as exc:  # noqa: BLE001  (any failure inside a plugin is reported with its name)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001  (any failure inside a plugin is reported with its name)
         raise _failure(label, exc) from None
 
 
@@ -130,7 +142,7 @@ def _import_file(path: Path) -> None:
     try:
         with registering_from(label):
             spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001
+    except (Exception, SystemExit) as exc:  # noqa: BLE001  (sys.exit() at import must not end the command)
         sys.modules.pop(module_name, None)
         raise _failure(str(path), exc) from None
 
@@ -200,7 +212,7 @@ def load_entry_point_plugins(*, force: bool = False) -> list[str]:
                 target = entry_point.load()
                 if callable(target) and not isinstance(target, type(sys)):
                     target()
-        except Exception as exc:  # noqa: BLE001
+        except (Exception, SystemExit) as exc:  # noqa: BLE001
             error = _failure(f"{label} (entry point {entry_point.value})", exc)
             error.hint = error.hint or f"fix or uninstall it; set {DISABLE_ENV}=1 to start without installed plugins"
             raise error from None
@@ -226,28 +238,107 @@ def normalise_recipe_plugins(plugins: Any, recipe_dir: str | os.PathLike[str]) -
     return out
 
 
-def load_recipe_plugins(recipe: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | None = None) -> None:
-    """Import the installed plugins and those a recipe lists under ``plugins:``.
-
-    Called before a recipe's component names are validated. Entries that are not strings are
-    left for the recipe validator, which reports them with their key.
-    """
-    load_entry_point_plugins()
+def recipe_plugin_specs(recipe: Any) -> list[str]:
+    """The string entries of a recipe's ``plugins:`` list (others are left for the recipe validator)."""
     plugins = recipe.get("plugins") if isinstance(recipe, Mapping) else None
     if not isinstance(plugins, list):
-        return
+        return []
+    return [spec for spec in plugins if isinstance(spec, str)]
+
+
+def _is_loaded(spec: str, base_dir: str | os.PathLike[str] | None = None) -> bool:
+    if is_file_spec(spec):
+        path = Path(spec).expanduser()
+        if not path.is_absolute():
+            if base_dir is None:
+                return False
+            path = Path(base_dir) / path
+        return str(path.resolve()) in _loaded
+    return spec in _loaded
+
+
+def activate_plugins(*, cli: Iterable[str] = (), recipe: Mapping[str, Any] | None = None,
+                     trust_recipe: bool = False, recipe_source: str | None = None,
+                     base_dir: str | os.PathLike[str] | None = None,
+                     announce: Callable[[str], None] | None = None) -> list[str]:
+    """The one way ganzoo imports plugins; every command and ``ganzoo.load`` call it.
+
+    Args:
+        cli: plugins the user named (``--plugin``, ``ganzoo.load(plugins=...)``): always imported,
+            relative paths against the working directory where the user typed them.
+        recipe: a recipe whose ``plugins:`` list may be imported.
+        trust_recipe: import ``recipe``'s plugins. True only for what the user chose to run: a recipe
+            file given to ``ganzoo train`` / ``ablate`` / ``info``, or the user's own run folder on
+            ``--resume`` (with ``announce``). False for a checkpoint's stored recipe: it is data.
+        recipe_source: where ``recipe`` came from, for ``announce`` and error messages.
+        base_dir: what relative ``.py`` entries of a trusted recipe are relative to (a recipe file's
+            folder; None: such entries are refused, since a stored recipe always holds absolute paths).
+        announce: called with one line (``loading plugins x.py named by RUN/recipe.yaml``) before
+            a trusted recipe's plugins that are not imported yet are imported.
+
+    Returns:
+        The recipe's plugin entries that are *not* imported (untrusted and not loaded already), for
+        an error to name when a component they would register is missing.
+
+    Installed (entry-point) plugins are imported first in every case.
+    """
+    load_entry_point_plugins()
+    for spec in cli:
+        load_plugin(spec)
+    specs = recipe_plugin_specs(recipe)
+    pending = [spec for spec in specs if not _is_loaded(spec, base_dir)]
+    if not trust_recipe:
+        return pending
+    if pending and announce is not None:
+        names = ", ".join(Path(spec).name if is_file_spec(spec) else spec for spec in pending)
+        announce(f"loading plugin{'s' if len(pending) > 1 else ''} {names} named by {recipe_source or 'the recipe'}")
+    plugins = list(recipe.get("plugins") or []) if isinstance(recipe, Mapping) else []
     for index, spec in enumerate(plugins):
         if not isinstance(spec, str):
             continue
         try:
+            if is_file_spec(spec) and not Path(spec).expanduser().is_absolute() and base_dir is None:
+                raise PluginError(f"plugin file {spec!r} is a relative path in {recipe_source or 'a stored recipe'}; "
+                                  "ganzoo stores plugin files with absolute paths, so it is not resolved against "
+                                  "the working directory",
+                                  hint="give the file with --plugin PATH")
             load_plugin(spec, base_dir=base_dir)
         except PluginError as error:
             # A recipe's plugin that fails is a recipe mistake: report it with its key.
-            raise RecipeError(f"plugins[{index}]", error.message, hint=error.hint) from None
+            raise RecipeError(f"plugins[{index}]", error.message, hint=error.hint,
+                              source=recipe_source) from None
+    return []
+
+
+def missing_plugins_error(path: str | os.PathLike[str], error: GanzooError, pending: list[str],
+                          command: str | None = None) -> GanzooError:
+    """The error for a checkpoint whose component is missing: names the plugins its recipe lists
+    that were not imported (a checkpoint never imports code), and how to import them."""
+    if not pending:
+        return error
+    names = ", ".join(pending)
+    usage = f"`ganzoo --plugin {pending[0]} {command} ...`" if command else f"--plugin {pending[0]}"
+    return CheckpointError(
+        f"{path}: {error.message}. Its recipe lists plugin(s) {names}, which were not imported: "
+        "loading a checkpoint never runs code it names",
+        hint=f"if you trust them, import them with {usage} or --trust-checkpoint-plugins; in Python, "
+             f"ganzoo.load(path, plugins=[...]) or ganzoo.load(path, trust_checkpoint_plugins=True)")
+
+
+def load_recipe_plugins(recipe: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | None = None) -> None:
+    """Import the installed plugins and those a *trusted* recipe lists under ``plugins:``.
+
+    Kept for callers that have not moved to :func:`activate_plugins` (which this calls). Entries that
+    are not strings are left for the recipe validator, which reports them with their key.
+    """
+    activate_plugins(recipe=recipe, trust_recipe=True, base_dir=base_dir if base_dir is not None else os.getcwd())
 
 
 __all__ = [
     "DISABLE_ENV",
+    "activate_plugins",
+    "missing_plugins_error",
+    "recipe_plugin_specs",
     "ENTRY_POINT_GROUP",
     "PluginError",
     "load_entry_point_plugins",

@@ -22,8 +22,12 @@ from ganzoo.training.checkpoint import (
 )
 
 
+RECIPE = {"name": "t", "model": {"type": "pix2pix"}, "plugins": []}
+
+
 def payload(step: int) -> dict[str, Any]:
-    return {"step": step, "networks": {"G": {"w": torch.full((4,), float(step))}}, "rng": {"torch": torch.ones(3)}}
+    return {"step": step, "networks": {"G": {"w": torch.full((4,), float(step))}}, "rng": {"torch": torch.ones(3)},
+            "recipe": RECIPE}
 
 
 def steps(d: CheckpointDir) -> list[int]:

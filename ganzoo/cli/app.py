@@ -35,8 +35,22 @@ def print_error(error: GanzooError) -> None:
         err_console.print(f"[yellow]hint:[/] {escape(error.hint)}", highlight=False, soft_wrap=True)
 
 
+#: Exit code of a command stopped by Ctrl-C (128 + SIGINT, what shells report).
+INTERRUPTED_EXIT_CODE = 130
+
+
+def print_interrupted() -> None:
+    """The one line a Ctrl-C outside training prints (training writes a checkpoint and says more)."""
+    sys.stderr.write("interrupted (Ctrl-C); nothing was left half-written\n")
+    sys.stderr.flush()
+
+
 class GanzooGroup(click.Group):
-    """A click group that turns every GanzooError into a message and its exit code."""
+    """A click group that turns every GanzooError into a message and its exit code.
+
+    Ctrl-C exits 130 with one line, also while a command is still importing its modules, and a
+    recursion or memory error caused by an absurd input is one line, not a thousand-line traceback.
+    """
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -45,6 +59,17 @@ class GanzooGroup(click.Group):
             print_error(error)
             sys.stderr.flush()
             ctx.exit(error.exit_code)
+        except KeyboardInterrupt:
+            print_interrupted()
+            ctx.exit(INTERRUPTED_EXIT_CODE)
+        except RecursionError:
+            print_error(GanzooError("an input is nested too deeply to process (Python's recursion limit)",
+                                    hint="a recipe or file with hundreds of nested brackets or aliases"))
+            ctx.exit(2)
+        except MemoryError:
+            print_error(GanzooError("ran out of memory", hint="the recipe or input asks for more memory than "
+                                    "this machine has (image size, widths, batch size)"))
+            ctx.exit(2)
 
 
 @click.group(cls=GanzooGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,7 +78,6 @@ class GanzooGroup(click.Group):
               help="Import a plugin (an installed module or a .py file) before running. Repeatable.")
 def main(plugins: tuple[str, ...] = ()) -> None:
     """ganzoo: pix2pix, CycleGAN and BicycleGAN from one registry of interchangeable parts."""
-    from ganzoo.plugins import load_entry_point_plugins, load_plugins
+    from ganzoo.plugins import activate_plugins
 
-    load_entry_point_plugins()
-    load_plugins(plugins)
+    activate_plugins(cli=plugins)

@@ -29,3 +29,62 @@ def raw_weights_option(command: F) -> F:
         "--raw-weights", is_flag=True,
         help="Use the trained generator weights, not their moving average (runs with train.ema > 0).",
     )(command)
+
+
+def trust_plugins_option(command: F) -> F:
+    """Add ``--trust-checkpoint-plugins``: import the plugins a checkpoint's stored recipe lists.
+
+    Off by default: a checkpoint is data, and a crafted one could name any file to import.
+    """
+    return click.option(
+        "--trust-checkpoint-plugins", "trust_plugins", is_flag=True,
+        help="Import the plugins the checkpoint's recipe lists (off by default: a checkpoint never runs code "
+             "unless you say so; `ganzoo --plugin FILE` imports one you name).",
+    )(command)
+
+
+def console_warning(console: Any) -> Callable[[str], None]:
+    """A ``warn`` callback printing ``warning: MESSAGE`` on ``console``."""
+    return lambda message: console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def safe_folder_name(name: object, fallback: str) -> str:
+    """A recipe's ``name`` as one folder name for default output paths (``runs/<name>``).
+
+    A name is text from a recipe, not a path: separators, ``..``, a leading ``/`` or ``~`` and control
+    characters must not move a run outside ``runs/``. Everything but letters, digits, ``_``, ``-``
+    and ``.`` becomes ``_``; leading and trailing dots and underscores go; an empty result is
+    ``fallback`` (the recipe file's stem).
+    """
+    import re
+
+    text = re.sub(r"[^\w.-]+", "_", str(name or "")).strip("._")[:120]
+    if not text or text in (".", ".."):
+        text = re.sub(r"[^\w.-]+", "_", fallback).strip("._")[:120] or "run"
+    return text
+
+
+def recipe_with_plugins(path: Any, overrides: Any = (), announce: Callable[[str], None] | None = None) -> Any:
+    """Load a recipe *file the user gave* (trusted), import the plugins it lists, apply ``--set``
+    overrides, and resolve it: what ``ganzoo train/ablate/info/bench/import-official`` and
+    ``data check --recipe`` read.
+
+    Plugins are imported through :func:`ganzoo.plugins.activate_plugins` before the overrides (which
+    may name their components) and again after them (an override may add a plugin).
+    """
+    from pathlib import Path
+
+    from ganzoo.plugins import activate_plugins
+    from ganzoo.recipe import resolve_recipe
+    from ganzoo.recipe.load import apply_override, load_recipe
+
+    source = str(path)
+    raw = load_recipe(Path(path))
+    activate_plugins(recipe=raw, trust_recipe=True, recipe_source=source, base_dir=Path(path).expanduser().parent,
+                     announce=announce)
+    if overrides:
+        for item in overrides:
+            apply_override(raw, item)
+        activate_plugins(recipe=raw, trust_recipe=True, recipe_source=f"{source} (with --set)", base_dir=".",
+                         announce=announce)
+    return resolve_recipe(raw, source=source)
