@@ -7,17 +7,19 @@ runs of different recipes compare side by side in the HParams tab.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.console import Console, RenderableType
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.table import Column
+from rich.text import Text
 from torchvision.utils import make_grid, save_image
-
-from ganzoo.recipe import dump_recipe
 
 
 def _to_rgb(images: torch.Tensor) -> torch.Tensor:
@@ -32,12 +34,14 @@ def image_grid(rows: list[torch.Tensor]) -> torch.Tensor:
     return grid
 
 
-def flat_hparams(recipe: dict[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
+def flat_hparams(recipe: Mapping[str, Any] | Any, prefix: str = "") -> dict[str, bool | int | float | str]:
     """The recipe as ``{"model.networks.G.ngf": 64, ...}``: dotted keys, TensorBoard-friendly values.
 
     Lists become their text (``"[0.5, 0.999]"``), null becomes ``"null"``; ``data.root`` and the
     logging cadence are left out, since they say where and how often, not what was trained.
     """
+    if not isinstance(recipe, Mapping) and hasattr(recipe, "to_dict"):  # a resolved Recipe
+        recipe = recipe.to_dict()
     skip = {"data.root", "log", "plugins", "name"}
     flat: dict[str, bool | int | float | str] = {}
     for key, value in recipe.items():
@@ -53,33 +57,158 @@ def flat_hparams(recipe: dict[str, Any], prefix: str = "") -> dict[str, bool | i
     return flat
 
 
+def _clock(seconds: float) -> str:
+    """``0:01:02``: the format of rich's elapsed and remaining-time columns."""
+    return str(datetime.timedelta(seconds=max(0, int(seconds))))
+
+
+def _rate_text(rate: float) -> str:
+    if rate <= 0:
+        return ""
+    return f"{rate:.2f} it/s" if rate >= 1 else f"{1 / rate:.2f} s/it"
+
+
+def _loss_text(losses: dict[str, torch.Tensor]) -> str:
+    # G_total is the sum of the terms shown: leave it out.
+    return " ".join(f"{k}={float(v):.3f}" for k, v in losses.items() if k != "G_total")
+
+
+class _TwoRowProgress(Progress):
+    """A rich Progress of two rows: the bar with step/total, times and rate, then one line of detail.
+
+    The detail (the losses, or what a start-up phase is doing) never pushes the step count or the ETA
+    off the bar's row: it has its own row, cut at the terminal's width.
+    """
+
+    detail = ""  # a class default: rich renders once while the Progress is being built
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        if self.detail:
+            yield Text(self.detail, style="dim", no_wrap=True, overflow="ellipsis")
+
+
+def _bar_columns() -> list[ProgressColumn]:
+    # The bar takes what the other columns leave (ratio 1 in an expanding grid), so at 80 columns the
+    # step count, the times and the rate always show in full: "train ━━━━━━ 120/300 0:00:12 eta 0:01:02 3.10 it/s".
+    return [TextColumn("[bold]{task.description}"), BarColumn(bar_width=None, table_column=Column(ratio=1)),
+            MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            TextColumn("{task.fields[rate]}")]
+
+
 class _Progress:
-    def __init__(self, progress: Progress | None, task: Any, start_step: int) -> None:
+    """What the trainer advances once a step: a two-row rich bar, plain log lines, or nothing.
+
+    ``mode`` is ``"bar"`` (a terminal), ``"lines"`` (``--no-progress`` or output to a pipe: one
+    plain line per log step, ``step 120/300  gan=1.312 l1=0.210  3.10 it/s  eta 0:01:02``, never
+    wrapped) or ``"off"`` (ranks other than 0).
+    """
+
+    def __init__(self, mode: str, total: int, start_step: int, console: Console | None = None,
+                 progress: _TwoRowProgress | None = None, task: Any = None, every: int = 50) -> None:
+        self.mode = mode
+        self.total = total
+        self.console = console
         self.progress = progress
         self.task = task
+        self.every = max(1, int(every))
         self.last_time = time.perf_counter()
         self.last_step = start_step
 
+    def status(self, message: str) -> None:
+        """Say what the run is doing before its first step ends (e.g. ``"tuning convolutions…"``).
+
+        Under a bar it is the second row until the first losses replace it; as plain lines, one line.
+        """
+        if self.mode == "bar" and self.progress is not None:
+            self.progress.detail = message
+            self.progress.refresh()
+        elif self.mode == "lines" and self.console is not None:
+            self.console.print(message, soft_wrap=True, markup=False, highlight=False)
+
     def advance(self, step: int, losses: dict[str, torch.Tensor]) -> None:
-        if self.progress is None:
-            return
-        now = time.perf_counter()
-        # Reading loss values syncs the device: do it a few times a second, not every step.
-        if now - self.last_time < 0.5:
-            self.progress.update(self.task, completed=step)
-            return
-        rate = (step - self.last_step) / (now - self.last_time)
-        self.last_time, self.last_step = now, step
-        text = " ".join(f"{k}={float(v):.3f}" for k, v in losses.items() if k != "G_total")
-        self.progress.update(self.task, completed=step, losses=f"{rate:.2f} it/s {text}")
+        if self.mode == "bar" and self.progress is not None:
+            now = time.perf_counter()
+            # Reading loss values syncs the device: do it a few times a second, not every step.
+            if now - self.last_time < 0.5:
+                self.progress.update(self.task, completed=step)
+                return
+            rate = (step - self.last_step) / (now - self.last_time)
+            self.last_time, self.last_step = now, step
+            self.progress.detail = _loss_text(losses)
+            self.progress.update(self.task, completed=step, rate=_rate_text(rate))
+        elif self.mode == "lines" and self.console is not None:
+            if step % self.every and step != self.total:
+                return
+            now = time.perf_counter()
+            rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+            self.last_time, self.last_step = now, step
+            self.console.print(self.line(step, losses, rate), soft_wrap=True, markup=False, highlight=False)
+
+    def line(self, step: int, losses: dict[str, torch.Tensor], rate: float) -> str:
+        """One plain log line: step/total, the losses, the rate and the time left."""
+        parts = [f"step {step}/{self.total}", _loss_text(losses), _rate_text(rate)]
+        if rate > 0 and step < self.total:
+            parts.append(f"eta {_clock((self.total - step) / rate)}")
+        return "  ".join(p for p in parts if p)
+
+
+@contextlib.contextmanager
+def training_progress(total: int, start: int, *, console: Console | None = None, bar: bool = True,
+                      every: int = 50, description: str = "train") -> Iterator[_Progress]:
+    """The progress of a run from step ``start`` to ``total`` on ``console`` (default: stderr).
+
+    ``bar=False`` (``--no-progress``), or a console that is not a terminal, gives plain lines, one
+    every ``every`` steps and one at the last step.
+    """
+    console = console or Console(stderr=True)
+    if not bar or not console.is_terminal:
+        yield _Progress("lines", total, start, console=console, every=every)
+        return
+    with _TwoRowProgress(*_bar_columns(), console=console, transient=False, expand=True) as progress:
+        task = progress.add_task(description, total=total, completed=start, rate="")
+        yield _Progress("bar", total, start, console=console, progress=progress, task=task, every=every)
+
+
+@contextlib.contextmanager
+def status(message: str, console: Console | None = None, *, enabled: bool = True,
+           spinner: bool = True) -> Iterator[None]:
+    """Show a start-up phase (``"building networks…"``) while the block runs, before the bar starts.
+
+    On a terminal with ``spinner``: a spinner and the message, gone when the block ends. Otherwise
+    (``--no-progress``, a pipe): the message once, as a plain line. ``enabled=False`` (ranks other
+    than 0) shows nothing.
+    """
+    if not enabled:
+        yield
+        return
+    console = console or Console(stderr=True)
+    if spinner and console.is_terminal:
+        with console.status(message):
+            yield
+        return
+    console.print(message, soft_wrap=True, markup=False, highlight=False)
+    yield
+
+
+def _log_every(recipe: Mapping[str, Any] | Any) -> int:
+    """The recipe's ``log.every`` (a plain mapping or a resolved Recipe), 50 when it has none."""
+    log = recipe.get("log") if isinstance(recipe, Mapping) else getattr(recipe, "log", None)
+    every = log.get("every") if isinstance(log, Mapping) else getattr(log, "every", None)
+    return int(every or 50)
 
 
 class RunLog:
     """TensorBoard writer (OUT/logs), sample grids (OUT/samples) and the progress bar of one run."""
 
-    def __init__(self, out_dir: Path, recipe: dict[str, Any], enabled: bool = True) -> None:
+    def __init__(self, out_dir: Path, recipe: Mapping[str, Any] | Any, enabled: bool = True,
+                 console: Console | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        from ganzoo.recipe import dump_recipe
+
+        self.enabled = enabled  # False on ranks other than 0: no files, no output
+        self.console = console
         self.out_dir = Path(out_dir)
         self.samples_dir = self.out_dir / "samples"
         self.samples_dir.mkdir(parents=True, exist_ok=True)
@@ -90,16 +219,20 @@ class RunLog:
         if self.writer is not None:
             self.writer.add_text("recipe", "```yaml\n" + dump_recipe(recipe) + "\n```", 0)
 
+    def status(self, message: str, spinner: bool = True) -> contextlib.AbstractContextManager[None]:
+        """:func:`status` on this run's console; silent on ranks other than 0."""
+        return status(message, self.console, enabled=self.enabled, spinner=spinner)
+
     @contextlib.contextmanager
-    def progress(self, total: int, start: int, enabled: bool = True) -> Iterator[_Progress]:
-        if not enabled:
-            yield _Progress(None, None, start)
+    def progress(self, total: int, start: int, enabled: bool = True, every: int | None = None) -> Iterator[_Progress]:
+        """The bar of a run, or with ``enabled=False`` (``--no-progress``) plain lines every ``every``
+        steps (default: the recipe's ``log.every``); nothing on ranks other than 0."""
+        if not self.enabled:
+            yield _Progress("off", total, start)
             return
-        columns = [TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn(), TextColumn("{task.fields[losses]}")]
-        with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
-            task = progress.add_task("train", total=total, completed=start, losses="")
-            yield _Progress(progress, task, start)
+        every = every or _log_every(self.recipe)
+        with training_progress(total, start, console=self.console, bar=enabled, every=every) as progress:
+            yield progress
 
     def scalars(self, step: int, losses: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer],
                 weights: dict[str, float] | None = None) -> None:
@@ -139,6 +272,32 @@ class RunLog:
             self.writer.add_scalar(tag, value, self.last_step)
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.hparams()
-            self.writer.close()
+        """Write the hyper-parameters and close TensorBoard's files.
+
+        Called from the trainer's ``finally``: when an error is already on its way out (a
+        CheckpointError on a full disk), a failure here (TensorBoard's own ENOSPC) must not replace
+        it, so it is only reported on stderr. Otherwise it is raised as a GanzooError.
+        """
+        if self.writer is None:
+            return
+        import sys
+
+        from ganzoo.errors import GanzooError
+
+        in_flight = sys.exc_info()[1]
+        writer = self.writer
+        try:
+            try:
+                self.hparams()
+            finally:
+                self.writer = None
+                writer.close()
+        except Exception as exc:  # noqa: BLE001  (TensorBoard raises OSError, RuntimeError ... on a full disk)
+            lines = str(exc).strip().splitlines()
+            detail = getattr(exc, "strerror", None) or (lines[0] if lines else type(exc).__name__)
+            message = f"could not finish the TensorBoard logs in {self.out_dir / 'logs'}: {detail}"
+            if in_flight is not None:
+                sys.stderr.write(f"warning: {message}\n")
+                return
+            raise GanzooError(message + "; the run's checkpoints are complete",
+                              hint="free some disk space; the logs written before are readable") from None
