@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from rich.console import Console
 from ganzoo.errors import GanzooError, RecipeError
 from ganzoo.recipe import dump_recipe, load_recipe, resolve_recipe
 from ganzoo.recipe.load import apply_override, parse_yaml, split_override
+from ganzoo.recipe.schema import Recipe
 
 # Keys that may differ between a run folder and the plan without making it another experiment:
 # the length of training and the logging (the same keys ``ganzoo train --resume`` accepts).
@@ -61,7 +63,7 @@ class AblationRun:
 
     name: str
     settings: dict[str, str]
-    recipe: dict[str, Any] = field(repr=False)
+    recipe: Recipe = field(repr=False)
 
     @property
     def overrides(self) -> list[str]:
@@ -203,7 +205,7 @@ def plan_ablation(recipe: str | os.PathLike[str], grid: Iterable[str | GridAxis]
 
 
 # -- run folders ---------------------------------------------------------------------------------
-def _comparable(recipe: Mapping[str, Any]) -> dict[str, Any]:
+def _comparable(recipe: Recipe | Mapping[str, Any]) -> dict[str, Any]:
     """The recipe as plain YAML data without the keys a resumed run may change."""
     plain = yaml.safe_load(dump_recipe(recipe))
     for path in _RESUMABLE:
@@ -241,7 +243,7 @@ def run_state(run: AblationRun, folder: Path) -> str:
     if not has_checkpoints:
         return "new"
     summary = _read_json(folder / "summary.json")
-    planned = run.recipe["train"].get("max_steps")
+    planned = run.recipe.train.max_steps
     if summary and summary.get("step") == summary.get("total_steps") and \
             (planned is None or summary.get("total_steps") == planned):
         return "finished"
@@ -272,6 +274,35 @@ def _evaluate_run(folder: Path, step: int, metrics: Sequence[str] | None, option
     return flat_scores(result), notes
 
 
+#: ``ganzoo ablate`` options of the evaluation, by their ``eval_options`` key.
+EVAL_FLAGS = {"split": "--split", "num_inputs": "--num-inputs", "num_z": "--num-z"}
+
+
+def evaluation_flags(metrics: Sequence[str] | None, options: Mapping[str, Any], evaluate: bool = True) -> list[str]:
+    """The ``ganzoo ablate`` options that repeat an evaluation: ``--metrics``, ``--split``, ``--num-inputs``...
+
+    ``--metrics`` is left out when every metric that applies was asked for (the command's default).
+    """
+    words = ["--metrics", "none"] if not evaluate else ["--metrics", ",".join(metrics)] if metrics else []
+    if evaluate:
+        for key, flag in EVAL_FLAGS.items():
+            if key in options:
+                words += [flag, str(options[key])]
+    return words
+
+
+def _with_evaluation_flags(title: str, metrics: Sequence[str] | None, options: Mapping[str, Any],
+                           evaluate: bool) -> str:
+    """``title`` with the evaluation options it does not name yet appended, so the command repeats the scores."""
+    if not title.startswith("ganzoo ablate"):
+        return title
+    words = evaluation_flags(metrics, options, evaluate)
+    pairs = [(words[i], words[i + 1]) for i in range(0, len(words), 2)]
+    missing = [w for flag, value in pairs if not re.search(rf"(^|\s){re.escape(flag)}(\s|=|$)", title)
+               for w in (flag, shlex.quote(value))]
+    return " ".join([title, *missing])
+
+
 def run_ablation(runs: Sequence[AblationRun], out_dir: str | os.PathLike[str], *,
                  metrics: Sequence[str] | None = None, eval_options: Mapping[str, Any] | None = None,
                  evaluate: bool = True, dry_run: bool = False, show_progress: bool = True,
@@ -287,7 +318,9 @@ def run_ablation(runs: Sequence[AblationRun], out_dir: str | os.PathLike[str], *
         evaluate: False trains only (the table then has no metric columns).
         dry_run: report what each run would do, train nothing, write nothing.
         evaluator: replaces :func:`ganzoo.evaluation.evaluate` (same signature), e.g. in tests.
-        title: a line for the top of ``results.md`` (the command that made it).
+        title: a line for the top of ``results.md`` (the command that made it). A ``ganzoo ablate``
+            command gets the evaluation options it does not name (``--metrics``, ``--split``,
+            ``--num-inputs``, ``--num-z``) appended, so that it repeats the scores as well.
 
     A run whose loss becomes non-finite is recorded as ``diverged`` and the grid goes on; Ctrl-C
     stops after writing a checkpoint, and re-running the same command continues from there.
@@ -297,6 +330,7 @@ def run_ablation(runs: Sequence[AblationRun], out_dir: str | os.PathLike[str], *
     console = console or Console(stderr=True)
     out = Path(out_dir)
     options = dict(eval_options or {})
+    title = _with_evaluation_flags(title, metrics, options, evaluate)
     outcomes: list[RunOutcome] = []
     result = AblationResult(out, outcomes)
     for index, run in enumerate(runs, 1):
@@ -389,6 +423,7 @@ __all__ = [
     "AblationRun",
     "GridAxis",
     "RunOutcome",
+    "evaluation_flags",
     "parse_grid",
     "plan_ablation",
     "run_ablation",

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import ganzoo.training.trainer as trainer_module
-from ganzoo.ablation import parse_grid, plan_ablation, run_ablation, run_name
+from ganzoo.ablation import _with_evaluation_flags, parse_grid, plan_ablation, run_ablation, run_name
 from ganzoo.cli import main
 from ganzoo.errors import RecipeError
 from ganzoo.training.trainer import Trainer, TrainingInterrupted
@@ -86,6 +86,18 @@ def test_run_names_are_readable_folder_names() -> None:
     assert run_name({"model.loss_warmup": "{}"}) == "loss_warmup=empty"  # not a bare "x" or "loss_warmup="
 
 
+def test_the_recorded_command_names_the_evaluation_options() -> None:
+    cli = "ganzoo ablate r.yaml --grid model.nz=2,8 --out runs/a"
+    options = {"split": "val", "num_inputs": 30, "num_z": 16}
+    assert _with_evaluation_flags(cli, ["mode_coverage"], options, True) == (
+        cli + " --metrics mode_coverage --split val --num-inputs 30 --num-z 16")
+    assert _with_evaluation_flags(cli, None, options, True) == cli + " --split val --num-inputs 30 --num-z 16"
+    assert _with_evaluation_flags(cli, None, options, False) == cli + " --metrics none"
+    named = cli + " --num-inputs 30 --metrics mode_coverage"  # a caller that wrote them already: no repeats
+    assert _with_evaluation_flags(named, ["mode_coverage"], options, True) == named + " --split val --num-z 16"
+    assert _with_evaluation_flags("nz sweep", None, options, True) == "nz sweep"  # not a command: as given
+
+
 def test_every_combination_is_validated_before_anything_trains(recipe: Path, tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match=r"model\.networks\.G\.injekt: unknown key \(in --grid") as info:
         plan_ablation(recipe, ["model.nz=2,4", "model.networks.G.injekt=input,all"])
@@ -148,7 +160,8 @@ def test_a_2x2_grid_trains_evaluates_writes_both_tables_and_reruns_skip(recipe: 
         assert 0.0 <= float(row["mode_coverage.mode_coverage"]) <= 8.0
         assert 0.0 <= float(row["reconstruction.l1"]) <= 1.0
     markdown = (out / "results.md").read_text()
-    assert "`ganzoo ablate tiny.yaml`" in markdown
+    # the recorded command repeats the evaluation too (it used to drop --num-inputs and --num-z)
+    assert "`ganzoo ablate tiny.yaml --metrics mode_coverage,reconstruction --num-inputs 2 --num-z 2`" in markdown
     assert "| run | model.nz | model.networks.G.inject | status |" in markdown
     assert markdown.count("| trained |") == 4
 
