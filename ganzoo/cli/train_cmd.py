@@ -95,7 +95,7 @@ def train_command(recipe: Path | None, overrides: tuple[str, ...], out_dir: Path
     from ganzoo.training.distributed import launch_environment, shutdown_distributed
     from ganzoo.training.run_lock import RunLock, inherited
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     if resume_dir is not None:
         if out_dir is not None and out_dir.resolve() != resume_dir.resolve():
             raise RunFolderError("--out and --resume name different folders; a resumed run stays in its folder")
@@ -110,15 +110,18 @@ def train_command(recipe: Path | None, overrides: tuple[str, ...], out_dir: Path
                 console.print(f"[yellow]note:[/] the recipe name {resolved.name!r} is not a plain folder "
                               f"name; the run goes to runs/{folder}", highlight=False, soft_wrap=True)
             out_dir = Path("runs") / folder
-        if _holds_a_run(out_dir):
-            raise RunFolderError(f"{out_dir} already holds a run (checkpoints found); nothing was changed",
-                                 hint=f"continue it with `ganzoo train --resume {out_dir}` or pick another --out")
     # One training process per run folder: taken before a resume reads (or a new run writes) anything.
     rank, world, _ = launch_environment()
     lock = RunLock(out_dir)
     if not inherited(out_dir) and (world <= 1 or rank == 0):
-        lock.acquire()
+        if resume_dir is not None or out_dir.is_dir():
+            lock.acquire()  # (a new folder is locked once the checks below pass, so a typo leaves nothing behind)
     try:
+        if resume_dir is None and _holds_a_run(out_dir):
+            raise RunFolderError(f"{out_dir} already holds a run (checkpoints found); nothing was changed",
+                                 hint=f"continue it with `ganzoo train --resume {out_dir}` or pick another --out")
+        if not lock.held and not inherited(out_dir) and (world <= 1 or rank == 0):
+            lock.acquire()
         if resume_dir is not None:
             payload, resolved = _resume_plan(resume_dir, recipe, overrides, console)
             if _already_finished(payload, overrides):

@@ -6,7 +6,7 @@ and usually better; it is kept beside the trained weights, never trained itself.
 ``AveragedModel`` does the averaging, with a bias-corrected EMA rule (as Adam corrects its moments):
 the average weighs G's weights after update i by ``decay ** (n - i)``, normalised, so early in a run
 it is an average of the steps seen so far rather than mostly the initial weights (with 0.999 the
-plain rule still holds 22% of them after 1500 steps). After a few thousand steps the two agree.
+plain rule still holds a fifth of them after 1500 steps). After a few thousand steps the two agree.
 
 Checkpoints store it under ``"ema"`` (``{"decay", "networks": {name: state_dict}, "updates": {name: n}}``);
 ``ganzoo.load`` (and so ``ganzoo sample`` / ``ganzoo eval``) puts it in place of the trained weights
@@ -50,7 +50,7 @@ def debiased_ema_update(decay: float) -> Callable[[list[torch.Tensor], list[torc
         k = num_averaged.to(averages[0].dtype) + 1
         step = (1 - decay) / (1 - torch.pow(torch.full_like(k, decay), k))
         # one fused lerp: sub, mul and add as three foreach calls allocate two copies of the weights and made
-        # the update ~15x slower (6 ms of a 90 ms CPU step at 32 px)
+        # the update many times slower
         torch._foreach_lerp_(averages, currents, step)
 
     return update

@@ -1,7 +1,7 @@
 """Optimizer updates taken inside the backward pass, as gradients complete (``train.step_in_backward``).
 
 A step's memory peaks at the end of a generator's backward: its activations are still partly alive
-when all of its gradients have been written (unet_256: 218 MB of them). Updating parameters as soon
+when all of its gradients have been written. Updating parameters as soon
 as their gradients are complete, and freeing those gradients at once, means a network's gradients
 never exist all together. The update of each parameter is the one ``optimizer.step()`` would make
 after the backward (the same fused kernel on the same gradient and state), so the weights are equal
@@ -37,9 +37,9 @@ def steps_fit_in_backward(optimizers: Iterable[torch.optim.Optimizer]) -> bool:
                for opt in optimizers)
 
 
-#: Gradient bytes collected before they are applied together: one optimizer call per parameter cost
-#: about 90 us of Python on the CPU (150 parameters in BicycleGAN's step: 13 ms), while a network's
-#: gradients are 10-220 MB, so a few calls per backward keep nearly all of the saving.
+#: Gradient bytes collected before they are applied together: one optimizer call per parameter costs
+#: Python overhead that adds up over a network's many small parameters, while a few calls per
+#: backward keep nearly all of the memory saving.
 FLUSH_BYTES = 16 * 1024 * 1024
 
 

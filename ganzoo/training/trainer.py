@@ -38,7 +38,7 @@ from ganzoo.training.distributed import batch_multiple, check_batch_size, setup_
 from ganzoo.training.ema import GeneratorEMA
 from ganzoo.training.optim import make_optimizers
 from ganzoo.training.rng import rng_state, seed_everything, set_rng_state
-from ganzoo.training.run_log import RunLog
+from ganzoo.training.run_log import RunLog, status
 from ganzoo.training.sampler import ResumableBatchSampler
 from ganzoo.training.updates import Updater
 
@@ -164,7 +164,10 @@ class Trainer:
         # Rank 0 generates the shapes world (when the recipe asks) before the other ranks read it.
         if not self.dist.is_main:
             self.dist.barrier()
-        self.dataset = make_dataset(recipe, "train")
+        generating = recipe.data.shapes is not None and not Path(recipe.data.root).exists()
+        with status("generating the shapes world…" if generating else "reading the training data…",
+                    self.console, enabled=self.dist.is_main, spinner=show_progress):
+            self.dataset = make_dataset(recipe, "train")
         if self.dist.is_main:
             self.dist.barrier()
         if recipe.data.bad_images == "skip":
@@ -186,9 +189,10 @@ class Trainer:
                                  collate_fn=collate_items,  # a size mismatch names its files
                                  pin_memory=self.device.type == "cuda", generator=torch.Generator(),
                                  persistent_workers=workers > 0 and epoch_reaches_persistent_workers(self.dataset))
-        self._sample_batch = self._sample_inputs()
-        self.parts = build_training(recipe, self.device, dist=self.dist, console=self.console,
-                                    sample_batch=self._sample_batch)
+        with status("building networks…", self.console, enabled=self.dist.is_main, spinner=show_progress):
+            self._sample_batch = self._sample_inputs()
+            self.parts = build_training(recipe, self.device, dist=self.dist, console=self.console,
+                                        sample_batch=self._sample_batch)
         self.model, self.accelerators = self.parts.model, self.parts.accelerators
         self.optimizers, self.updater = self.parts.optimizers, self.parts.updater
         self._sample_z = self.model.sample_codes(4, torch.Generator().manual_seed(1234))
@@ -398,7 +402,7 @@ class Trainer:
             (self.out_dir / "recipe.yaml").write_text(dump_recipe(self.recipe))
         log = self.recipe.log
         main = self.dist.is_main  # rank 0 alone logs, writes samples and checkpoints
-        run_log = RunLog(self.out_dir, self.recipe.to_dict(), enabled=main)
+        run_log = RunLog(self.out_dir, self.recipe.to_dict(), enabled=main, console=self.console)
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous = {}
         if in_main_thread:
@@ -409,6 +413,7 @@ class Trainer:
         last_losses: dict[str, torch.Tensor] = {}
         try:
             with run_log.progress(self.total_steps, self.step, enabled=self.show_progress and main) as progress:
+                progress.status("first step…")
                 while self.step < self.total_steps:
                     epoch, position = divmod(self.step, self.steps_per_epoch)
                     if hasattr(self.dataset, "set_epoch"):
@@ -416,7 +421,7 @@ class Trainer:
                     self.sampler.set_position(epoch, position)
                     for batch in self.loader:
                         # Samples and evaluations switch to eval mode; walking every module to set train mode
-                        # costs about 1% of a small step, so only when something switched it off.
+                        # is not free on a small step, so only when something switched it off.
                         if not self.model.training:
                             self.model.train()
                         buffers = self._snapshot_buffers()
