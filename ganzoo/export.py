@@ -124,8 +124,8 @@ def default_input_size(recipe: dict[str, Any]) -> int:
     """The side of the images the networks were trained on (the recipe's network input size)."""
     from ganzoo.recipe.resolve import network_input_size
 
-    size = network_input_size(recipe["data"])
-    return int(size[1]) if size is not None else int(recipe["data"]["crop_size"])
+    size = network_input_size(recipe.data)
+    return int(size[1]) if size is not None else recipe.data.crop_size
 
 
 def _example_inputs(net: nn.Module, batch: int, size: int, seed: int) -> tuple[torch.Tensor, ...]:
@@ -194,7 +194,8 @@ def _export_onnx(wrapper: ExportedGenerator, inputs: tuple[torch.Tensor, ...], o
 def export_generator(run_or_checkpoint: str | os.PathLike[str], format: str = "torchscript", *,
                      out: str | os.PathLike[str] | None = None, dropout: str = "eval", batch_stats: str = "auto",
                      direction: str = "AtoB", size: int | None = None, parity_batch: int = 2,
-                     ema: bool = True) -> ExportResult:
+                     ema: bool = True, plugins: list[str] | tuple[str, ...] = (),
+                     trust_checkpoint_plugins: bool = False) -> ExportResult:
     """Export the generator of a run (or checkpoint) and check it against the PyTorch model.
 
     Args:
@@ -206,6 +207,8 @@ def export_generator(run_or_checkpoint: str | os.PathLike[str], format: str = "t
         size: image side used for tracing and the parity check (default: the recipe's input size).
         parity_batch: batch size of the parity check.
         ema: export the generator's weight average when the run kept one (``train.ema``).
+        plugins, trust_checkpoint_plugins: see :func:`ganzoo.inference.load` (a checkpoint's own
+            plugins are never imported unless asked).
     """
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -213,7 +216,8 @@ def export_generator(run_or_checkpoint: str | os.PathLike[str], format: str = "t
         _require_onnx()  # fail before loading anything
     from ganzoo.inference import load
 
-    model = load(run_or_checkpoint, device="cpu", ema=ema)
+    model = load(run_or_checkpoint, device="cpu", ema=ema, plugins=plugins,
+                 trust_checkpoint_plugins=trust_checkpoint_plugins, command="export")
     recipe = model.recipe
     name = pick_generator(model, direction)
     net, batch_stats = apply_policy(model.networks[name], dropout, batch_stats)
@@ -232,7 +236,7 @@ def export_generator(run_or_checkpoint: str | os.PathLike[str], format: str = "t
     path = Path(out) if out is not None else run_dir / "export" / f"{name}{SUFFIX[format]}"
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
-        "network": name, "component": recipe["model"]["networks"][name]["type"], "model": recipe["model"]["type"],
+        "network": name, "component": recipe.model.networks[name]["type"], "model": recipe.model.type,
         "inputs": {"x": [None, int(net.input_nc), None, None], **({"z": [None, nz]} if nz else {})},
         "output": [None, int(getattr(net, "output_nc", 0) or 0), None, None], "value_range": [-1, 1],
         "size_multiple": multiple, "trained_size": default_input_size(recipe), "dropout": dropout,

@@ -176,3 +176,176 @@ def test_network_mismatch_names_network_and_key() -> None:
         load_network_state("G", net, {"0.weight": torch.ones(4, 2), "0.bias": torch.ones(3)}, "ckpt")
     with pytest.raises(CheckpointError, match=r"missing 1 key\(s\), e.g. '0.bias'"):
         load_network_state("G", net, {"0.weight": torch.ones(3, 2)}, "ckpt")
+
+
+# -- issue #28 item 2: every damaged file falls back; only a complete pickle stream carrying code stops ----
+def _damaged(kind: str, good: Path) -> bytes:
+    """A file of ``kind`` in place of a checkpoint (built from the good checkpoint ``good``)."""
+    import zipfile
+
+    data = good.read_bytes()
+    if kind == "empty":
+        return b""
+    if kind == "text":
+        return b"hello world\nthis is not a checkpoint\n"
+    if kind == "cut-data-pkl":  # a complete, valid zip whose data.pkl stream stops halfway
+        import io
+
+        out = io.BytesIO()
+        with zipfile.ZipFile(good) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+            for info in src.infolist():
+                content = src.read(info.filename)
+                if info.filename.endswith("data.pkl"):
+                    content = content[: len(content) // 2]
+                dst.writestr(info, content)
+        return out.getvalue()
+    if kind in ("flipped-pickle-byte", "flipped-tensor-byte"):  # one byte damaged on disk: CRC no longer matches
+        with zipfile.ZipFile(good) as archive:
+            member = "data.pkl" if kind == "flipped-pickle-byte" else "data/0"
+            name = next(n for n in archive.namelist() if n.endswith(member))
+            content = archive.read(name)
+        at = data.index(content) + len(content) // 2
+        return data[:at] + bytes([data[at] ^ 0x55]) + data[at + 1:]
+    if kind == "truncated":
+        return data[: len(data) // 3]
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "cut-data-pkl", "flipped-pickle-byte", "flipped-tensor-byte",
+                                  "truncated"])
+def test_every_kind_of_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path: Path, kind: str) -> None:
+    d = CheckpointDir(tmp_path, keep_last=3)
+    for step in (1, 2):
+        d.save(payload(step), step)
+    newest = tmp_path / "step_00000002.pt"
+    damaged = _damaged(kind, newest)
+    (tmp_path / "latest.pt").unlink()
+    newest.write_bytes(damaged)
+    with pytest.raises(CheckpointError, match="corrupt") as info:
+        load_checkpoint(newest)
+    assert not info.value.message.startswith("refused") and "weights_only" not in str(info.value)
+    warnings: list[str] = []
+    loaded, path = d.load_latest(warn=warnings.append)
+    assert loaded["step"] == 1 and path.name == "step_00000001.pt"
+    assert len(warnings) == 1 and "step_00000002.pt" in warnings[0]
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 4, 5])
+def test_a_bare_pickle_carrying_code_at_any_protocol_is_refused_and_stops_the_resume(tmp_path: Path,
+                                                                                      protocol: int) -> None:
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Touch:
+        def __reduce__(self) -> tuple:
+            return (Path.touch, (marker,))
+
+    d = CheckpointDir(tmp_path)
+    d.save(payload(1), 1)
+    (tmp_path / "step_00000002.pt").write_bytes(pickle.dumps({"format": FORMAT, "x": Touch()}, protocol=protocol))
+    with pytest.raises(CheckpointError, match="^refused to load"):
+        d.load_latest(warn=lambda m: None)
+    assert not marker.exists()
+    # the classic hand-written protocol-0 payload
+    (tmp_path / "step_00000002.pt").write_bytes(b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    with pytest.raises(CheckpointError, match="^refused to load.*os.system"):
+        d.load_latest(warn=lambda m: None)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("change", ["no recipe", "string recipe", "no rng", "no step", "networks list"])
+def test_a_checkpoint_missing_what_resume_reads_is_skipped_with_a_warning(tmp_path: Path, change: str) -> None:
+    d = CheckpointDir(tmp_path)
+    d.save(payload(1), 1)
+    broken = payload(2)
+    if change == "no recipe":
+        del broken["recipe"]
+    elif change == "string recipe":
+        broken["recipe"] = "model: pix2pix"
+    elif change == "no rng":
+        del broken["rng"]
+    elif change == "no step":
+        del broken["step"]
+    else:
+        broken["networks"] = [1, 2]
+    atomic_save({"format": FORMAT, "version": VERSION, **broken}, tmp_path / "step_00000002.pt")
+    warnings: list[str] = []
+    loaded, path = d.load_latest(warn=warnings.append)
+    assert loaded["step"] == 1 and len(warnings) == 1 and "step_00000002.pt" in warnings[0]
+    (tmp_path / "step_00000001.pt").unlink()
+    (tmp_path / "latest.pt").unlink()
+    with pytest.raises(CheckpointError, match="no usable checkpoint"):
+        d.load_latest(warn=lambda m: None)
+
+
+def test_read_tensor_file_never_suggests_weights_only_false(tmp_path: Path) -> None:
+    from ganzoo.training.checkpoint import read_tensor_file
+
+    path = tmp_path / "weights.pth"
+    import pickle
+
+    path.write_bytes(pickle.dumps({"a": [1, 2]}, protocol=0))  # plain data, but not in torch's format
+    with pytest.raises(CheckpointError) as info:
+        read_tensor_file(path, "LPIPS weights")
+    assert "weights_only" not in str(info.value) and "LPIPS weights" in str(info.value)
+
+
+# -- issue #28 item 3: torch's zip writer on a full disk ----------------------------------------------------
+def test_torch_writer_failure_on_a_full_disk_is_a_checkpoint_error(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a real ENOSPC torch raises RuntimeError("[enforce fail at inline_container.cc] unexpected pos"),
+    not an OSError: it must still become the promised CheckpointError naming the surviving checkpoint."""
+    from collections import namedtuple
+
+    d = CheckpointDir(tmp_path)
+    d.save(payload(1), 1)
+
+    def full_disk_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        f.write(b"PK\x03\x04partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 4352 vs 4288")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(checkpoint_module.torch, "save", full_disk_save)
+    monkeypatch.setattr(checkpoint_module.shutil, "disk_usage", lambda p: usage(10**9, 10**9, 0))
+    with pytest.raises(CheckpointError) as info:
+        d.save(payload(2), 2)
+    monkeypatch.undo()
+    assert "No space left on device" in info.value.message and "step_00000001.pt is intact" in info.value.message
+    assert "free some disk space" in (info.value.hint or "")
+    assert steps(d) == [1] and sorted(p.name for p in tmp_path.iterdir()) == ["latest.pt", "step_00000001.pt"]
+
+
+def test_a_programming_error_inside_torch_save_is_not_disguised_as_a_disk_problem(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("something else entirely")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", broken)
+    with pytest.raises(RuntimeError, match="something else"):
+        CheckpointDir(tmp_path).save(payload(1), 1)
+
+
+def test_run_log_close_never_masks_the_error_on_its_way_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """TensorBoard's own ENOSPC while closing must not replace the CheckpointError being raised."""
+    from ganzoo.errors import GanzooError
+    from ganzoo.training.run_log import RunLog
+
+    def no_space(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    for in_flight in (True, False):
+        log = RunLog(tmp_path / f"run{in_flight}", {"name": "x"}, enabled=True)
+        log.last_losses = {"G": 1.0}
+        monkeypatch.setattr(log.writer, "close", no_space)
+        if in_flight:
+            with pytest.raises(CheckpointError, match="could not write"):
+                try:
+                    raise CheckpointError("could not write checkpoint: No space left on device")
+                finally:
+                    log.close()
+            assert "could not finish the TensorBoard logs" in capsys.readouterr().err
+        else:
+            with pytest.raises(GanzooError, match="could not finish the TensorBoard logs.*No space left"):
+                log.close()

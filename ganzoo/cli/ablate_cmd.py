@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 
 from ganzoo.cli.app import main
-from ganzoo.cli.options import set_option
+from ganzoo.cli.options import safe_folder_name, set_option
 from ganzoo.errors import GanzooError
 
 
@@ -43,8 +43,14 @@ def ablate_command(recipe: Path, grid: tuple[str, ...], overrides: tuple[str, ..
     console = Console(stderr=True)
     if not grid:
         raise click.UsageError("give at least one --grid KEY=V1,V2,...")
+    from ganzoo.plugins import activate_plugins
+    from ganzoo.recipe.load import load_recipe
+
+    # The recipe file the user gave is trusted: its plugins are imported (before the grid names their parts).
+    activate_plugins(recipe=load_recipe(recipe), trust_recipe=True, recipe_source=str(recipe),
+                     base_dir=recipe.expanduser().parent)
     runs = plan_ablation(recipe, grid, overrides)  # every combination is validated before anything trains
-    out = out_dir or Path("runs") / f"{runs[0].recipe.get('name') or recipe.stem}_ablation"
+    out = out_dir or Path("runs") / f"{safe_folder_name(runs[0].recipe.name, recipe.stem)}_ablation"
     evaluate = metric_list is None or metric_list.strip().lower() != "none"
     metrics = [m.strip() for m in metric_list.split(",") if m.strip()] if evaluate and metric_list else None
     if metrics is not None:

@@ -28,11 +28,11 @@ def bench_command(recipe: str, overrides: tuple[str, ...], steps: int, warmup: i
     import torch
 
     from ganzoo.bench import run_benchmark
-    from ganzoo.recipe import prepare_recipe
+    from ganzoo.cli.options import recipe_with_plugins
 
     if threads is not None:
         torch.set_num_threads(threads)
-    resolved = prepare_recipe(recipe, list(overrides))
+    resolved = recipe_with_plugins(recipe, list(overrides))
     result = run_benchmark(resolved, steps=steps, warmup=warmup, count_flops=not no_flops,
                            peak_tflops=peak_tflops, source=recipe)
     if as_json:

@@ -69,9 +69,9 @@ def check_command(root: Path, layout: str, recipe: Path | None, as_json: bool) -
     direction = "AtoB"
     preprocess = None
     if recipe is not None:
-        from ganzoo.recipe import prepare_recipe
+        from ganzoo.cli.options import recipe_with_plugins
 
-        data = prepare_recipe(recipe)["data"]
+        data = recipe_with_plugins(recipe).data.to_dict()
         preprocess = Preprocess(data["preprocess"], data["load_size"], data["crop_size"], data["flip"])
         direction = data["direction"]
     console = Console(soft_wrap=True)

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ganzoo.cli.app import main
-from ganzoo.cli.options import raw_weights_option
+from ganzoo.cli.options import console_warning, raw_weights_option, trust_plugins_option
 
 
 def _format(value: float) -> str:
@@ -28,6 +28,7 @@ def _format(value: float) -> str:
               help="Random codes per input (models with a latent code).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random codes.")
 @raw_weights_option
+@trust_plugins_option
 @click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True,
               help="CycleGAN: evaluate G_A on domain A (AtoB) or G_B on domain B (BtoA).")
 @click.option("--lpips-net", type=click.Choice(["alex", "vgg", "squeeze"]), default="alex", show_default=True,
@@ -47,7 +48,8 @@ def _format(value: float) -> str:
 def eval_command(run_or_checkpoint: Path, data_root: Path | None, split: str, metric_list: str | None,
                  num_inputs: int, num_z: int, seed: int, raw_weights: bool, direction: str, lpips_net: str,
                  lpips_version: str, lpips_weights: Path | None, inception_weights: Path | None,
-                 device: str | None, as_json: bool, out_file: Path | None, tb_dir: Path | None) -> None:
+                 device: str | None, as_json: bool, out_file: Path | None, tb_dir: Path | None,
+                 trust_plugins: bool = False) -> None:
     """Score a trained model on a data split: diversity, realism, faithfulness, shapes-world coverage."""
     from ganzoo.evaluation import evaluate, log_to_tensorboard
     from ganzoo.inference import load
@@ -61,7 +63,8 @@ def eval_command(run_or_checkpoint: Path, data_root: Path | None, split: str, me
         "kid": {"inception_weights": inception},
     }
     metrics = metric_list.split(",") if metric_list else None
-    model = load(run_or_checkpoint, device=device, ema=not raw_weights)
+    model = load(run_or_checkpoint, device=device, ema=not raw_weights, trust_checkpoint_plugins=trust_plugins,
+                 command="eval", warn=console_warning(console))
     result = evaluate(model, data_root=data_root, split=split, metrics=metrics, num_inputs=num_inputs,
                       num_z=num_z, seed=seed, direction=direction, metric_options=options, device=device)
     text = json.dumps(result, indent=2)

@@ -7,7 +7,7 @@ import click
 from rich.console import Console
 
 from ganzoo.cli.app import main
-from ganzoo.cli.options import raw_weights_option
+from ganzoo.cli.options import raw_weights_option, trust_plugins_option
 
 
 @main.command("export")
@@ -26,14 +26,16 @@ from ganzoo.cli.options import raw_weights_option
 @click.option("--size", type=click.IntRange(min=1), help="Image side for tracing and the parity check "
               "(default: the recipe's training input size).")
 @raw_weights_option
+@trust_plugins_option
 def export_command(run_or_checkpoint: Path, fmt: str, out: Path | None, dropout: str, batch_stats: str,
-                   direction: str, size: int | None, raw_weights: bool) -> None:
+                   direction: str, size: int | None, raw_weights: bool, trust_plugins: bool = False) -> None:
     """Export the generator of a run folder or checkpoint, then check it against PyTorch."""
     from ganzoo.export import PARITY_TOLERANCE, export_generator
 
     console = Console(soft_wrap=True)
     result = export_generator(run_or_checkpoint, fmt, out=out, dropout=dropout, batch_stats=batch_stats,
-                              direction=direction, size=size, ema=not raw_weights)
+                              direction=direction, size=size, ema=not raw_weights,
+                              trust_checkpoint_plugins=trust_plugins)
     inputs = "x (N, {}, H, W)".format(result.input_shape[1]) + (f", z (N, {result.nz})" if result.nz else "")
     console.print(f"[green]exported[/] {result.network} as {result.format} to {result.path}")
     console.print(f"inputs: {inputs}, values in [-1, 1]; dropout {result.dropout}, batch norm statistics "

@@ -25,9 +25,9 @@ def import_command(files: tuple[str, ...], recipe_path: Path, overrides: tuple[s
     training cannot resume from it.
     """
     from ganzoo.official import import_official
-    from ganzoo.recipe import prepare_recipe
+    from ganzoo.cli.options import recipe_with_plugins
 
-    recipe = prepare_recipe(recipe_path, list(overrides))
+    recipe = recipe_with_plugins(recipe_path, list(overrides))
     summary = import_official(list(files), recipe, out_file)
     console = Console(stderr=True)
     for name, path in summary["imported"].items():

@@ -9,8 +9,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from ganzoo.cli.app import main
-from ganzoo.cli.options import recipe_argument, set_option
-from ganzoo.recipe import dump_recipe, network_summary, prepare_recipe
+from ganzoo.cli.options import recipe_argument, recipe_with_plugins, set_option
+from ganzoo.recipe import dump_recipe, network_summary
 
 
 @main.command("info")
@@ -19,7 +19,7 @@ from ganzoo.recipe import dump_recipe, network_summary, prepare_recipe
 @click.option("--json", "as_json", is_flag=True, help='Print {"recipe": {...}, "networks": {...}} as JSON.')
 def info_command(recipe: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Show the fully resolved RECIPE (every default filled in) and the parameter count of each network."""
-    resolved = prepare_recipe(recipe, overrides)
+    resolved = recipe_with_plugins(recipe, overrides)
     networks = network_summary(resolved)
     if as_json:
         click.echo(json.dumps({"recipe": resolved, "networks": networks}, indent=2))

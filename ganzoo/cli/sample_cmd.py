@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 
 from ganzoo.cli.app import main
-from ganzoo.cli.options import raw_weights_option
+from ganzoo.cli.options import console_warning, raw_weights_option, safe_folder_name, trust_plugins_option
 from ganzoo.errors import GanzooError
 
 
@@ -82,12 +82,13 @@ def write_index(out_dir: Path, rows: list[dict[str, object]], title: str) -> Pat
 @click.option("--pairs", is_flag=True, help="Inputs are A|B side-by-side images: use only the input half.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random codes.")
 @raw_weights_option
+@trust_plugins_option
 @click.option("--device", default=None, help="cpu, cuda, cuda:N, mps (default: the recipe's rule).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (default: samples/<run name>).")
 def sample_command(run_or_checkpoint: Path, input_path: Path, num_z: int, sync_z: bool, encode_path: Path | None,
                    interp: int, direction: str, pairs: bool, seed: int, raw_weights: bool, device: str | None,
-                   out_dir: Path | None) -> None:
+                   out_dir: Path | None, trust_plugins: bool = False) -> None:
     """Translate input images with a trained model: many outputs per input, grids and an index.html."""
     from ganzoo.inference import (
         generate,
@@ -101,7 +102,8 @@ def sample_command(run_or_checkpoint: Path, input_path: Path, num_z: int, sync_z
     )
 
     console = Console(stderr=True)
-    model = load(run_or_checkpoint, device=device, ema=not raw_weights)
+    model = load(run_or_checkpoint, device=device, ema=not raw_weights, trust_checkpoint_plugins=trust_plugins,
+                 command="sample", warn=console_warning(console))
     recipe = model.recipe
     nz = model_nz(model)
     is_cyclegan = "G_A" in model.networks
@@ -109,10 +111,10 @@ def sample_command(run_or_checkpoint: Path, input_path: Path, num_z: int, sync_z
         raise GanzooError("--direction BtoA needs a CycleGAN model; this one translates one way only",
                           hint="train with data.direction=BtoA for the other way")
     if nz == 0 and (encode_path is not None or interp):
-        raise GanzooError(f"--encode and --interp need a model with a latent code; {recipe['model']['type']} has none")
+        raise GanzooError(f"--encode and --interp need a model with a latent code; {recipe.model.type} has none")
     if encode_path is not None and "E" not in model.networks:
         raise GanzooError("--encode needs a model with an encoder E (BicycleGAN)")
-    out_dir = out_dir or Path("samples") / str(recipe.get("name") or Path(run_or_checkpoint).stem)
+    out_dir = out_dir or Path("samples") / safe_folder_name(recipe.name, Path(run_or_checkpoint).stem)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     channels = input_channels(model, direction)
@@ -155,7 +157,7 @@ def sample_command(run_or_checkpoint: Path, input_path: Path, num_z: int, sync_z
             _gif(frames, folder / "interp.gif")
             row["gif"] = f"{name}/interp.gif"
         rows.append(row)
-    index_path = write_index(out_dir, rows, f"ganzoo sample: {recipe.get('name', '')} step {model.step}")
+    index_path = write_index(out_dir, rows, f"ganzoo sample: {recipe.name} step {model.step}")
     per_input = len(outputs) + (1 if encoded_code is not None else 0)
     console.print(f"[green]done[/]: {len(inputs)} input(s) x {per_input} output(s) -> {out_dir}; "
                   f"browse {index_path}")
