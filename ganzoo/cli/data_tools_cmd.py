@@ -21,8 +21,14 @@ from ganzoo.cli.data_cmd import data_group
 @click.option("--sha256", help="Expected SHA-256 of the archive; the download is refused if it differs.")
 @click.option("--keep-archive", is_flag=True, help="Keep ROOT/.downloads/<archive> after extracting.")
 @click.option("--list", "show_list", is_flag=True, help="List the datasets that can be downloaded.")
+@click.option("--max-unpacked-gb", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Most GiB the archive may unpack to (default: 100x the archive, at least 1, at most 64); "
+                   "more is refused as a decompression bomb.")
+@click.option("--max-members", type=click.IntRange(min=1), default=None,
+              help="Most files and folders the archive may hold (default: 1,000,000).")
 def download_command(name: str | None, root: Path, archive: Path | None, url: str | None, sha256: str | None,
-                     keep_archive: bool, show_list: bool) -> None:
+                     keep_archive: bool, show_list: bool, max_unpacked_gb: float | None = None,
+                     max_members: int | None = None) -> None:
     """Download an official pix2pix / CycleGAN / BicycleGAN dataset NAME into ROOT/NAME.
 
     Resumable (run it again after an interruption), verified, and extracted safely.
@@ -46,7 +52,8 @@ def download_command(name: str | None, root: Path, archive: Path | None, url: st
     console.print(f"[bold]{source.name}[/] ({source.layout}, {source.used_by}) from "
                   f"{'your archive ' + str(archive) if archive else url or source.url}")
     folder = download_dataset(name, root, url=url, archive=archive, sha256=sha256, keep_archive=keep_archive,
-                              progress=rich_progress)
+                              progress=rich_progress, max_members=max_members,
+                              max_unpacked_bytes=int(max_unpacked_gb * 2**30) if max_unpacked_gb else None)
     info = json.loads((folder / ".ganzoo-dataset.json").read_text())
     splits = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     console.print(f"[green]ready[/]: {target} ({', '.join(splits)}); archive SHA-256 {info['sha256']}")

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
-from ganzoo.data.images import IMAGE_EXTENSIONS, list_images, read_image
+from ganzoo.data.images import list_images, open_image, read_image
 from ganzoo.data.transforms import Preprocess
 from ganzoo.errors import DataError
 
@@ -75,7 +75,7 @@ def _scan_folder(folder: Path, name: str, aligned: bool, tick: Callable[[], None
     for path in paths:
         report.count += 1
         try:
-            with Image.open(path) as opened:
+            with open_image(path) as opened:  # never blocks on a FIFO; a decompression bomb is a DataError
                 report.modes[opened.mode] += 1
             size = read_image(path).size  # the full decode training does: truncated files show here
         except DataError as exc:
@@ -102,7 +102,10 @@ def count_files(root: Path, layout: str) -> int:
     """How many image files a check will read (for a progress bar)."""
     total = 0
     for folder in _split_folders(root, layout):
-        total += sum(1 for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        try:
+            total += len(list_images(folder))  # the same files the check reads (links followed, loops once)
+        except DataError:
+            pass
     return total
 
 

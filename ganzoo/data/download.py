@@ -244,6 +244,48 @@ def sha256_of(path: Path) -> str:
 
 
 # -- safe extraction -------------------------------------------------------------------------------
+#: An archive may unpack to at most this many times its own size (images barely compress: the
+#: official archives unpack to about 1x) and never more than MAX_UNPACKED_BYTES, nor hold more than
+#: MAX_MEMBERS entries; more is a decompression bomb unless the user raises the cap
+#: (``ganzoo data download --max-unpacked-gb``).
+MAX_UNPACK_RATIO = 100
+MIN_UNPACKED_CAP = 1 << 30
+MAX_UNPACKED_BYTES = 64 << 30
+MAX_MEMBERS = 1_000_000
+
+
+def unpack_limit(archive: Path, max_bytes: int | None = None) -> int:
+    """The most bytes ``archive`` may unpack to: ``max_bytes`` when given, else 100x its size (at least
+    1 GiB, at most 64 GiB)."""
+    if max_bytes is not None:
+        return int(max_bytes)
+    return min(MAX_UNPACKED_BYTES, max(MIN_UNPACKED_CAP, MAX_UNPACK_RATIO * archive.stat().st_size))
+
+
+def _check_totals(archive: Path, target: Path, sizes: list[int], max_bytes: int | None,
+                  max_members: int | None) -> None:
+    """Refuse, before anything is written, an archive that would unpack to too much or too many files."""
+    members = max_members if max_members is not None else MAX_MEMBERS
+    gib = 1 << 30
+    if len(sizes) > members:
+        raise DataError(f"refused to extract {archive}: {len(sizes):,} members, more than the limit of {members:,}",
+                        hint="a decompression bomb? if you trust the archive, raise the limit with --max-members")
+    total = sum(sizes)
+    limit = unpack_limit(archive, max_bytes)
+    if total > limit:
+        raise DataError(f"refused to extract {archive}: it unpacks to {total / gib:.2f} GiB, more than the limit of "
+                        f"{limit / gib:.2f} GiB for a {archive.stat().st_size / 2**20:.1f} MiB archive",
+                        hint="a decompression bomb? if you trust the archive, raise the limit with "
+                             "--max-unpacked-gb")
+    try:
+        free = shutil.disk_usage(target).free
+    except OSError:
+        return
+    if total > free:
+        raise DataError(f"cannot extract {archive}: it unpacks to {total / gib:.2f} GiB but {target} has "
+                        f"{free / gib:.2f} GiB free", hint="free some disk space or choose another --root")
+
+
 def _check_member_name(archive: Path, name: str) -> None:
     posix = PurePosixPath(name.replace("\\", "/"))
     if posix.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
@@ -254,10 +296,17 @@ def _check_member_name(archive: Path, name: str) -> None:
                         hint="the archive is corrupt or malicious; nothing was extracted")
 
 
-def _extract_tar(archive: Path, target: Path) -> None:
+def _extract_tar(archive: Path, target: Path, max_bytes: int | None = None, max_members: int | None = None) -> None:
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
+            members, total = [], 0
+            most, limit = (max_members if max_members is not None else MAX_MEMBERS), unpack_limit(archive, max_bytes)
+            for m in tar:  # stops reading (and decompressing) as soon as a cap is passed
+                members.append(m)
+                total += m.size
+                if len(members) > most or total > limit:
+                    break
+            _check_totals(archive, target, [m.size for m in members], max_bytes, max_members)
             for m in members:
                 _check_member_name(archive, m.name)
                 if m.issym() or m.islnk():
@@ -272,10 +321,11 @@ def _extract_tar(archive: Path, target: Path) -> None:
                         hint="the file is truncated or not a tar archive; delete it and download again") from None
 
 
-def _extract_zip(archive: Path, target: Path) -> None:
+def _extract_zip(archive: Path, target: Path, max_bytes: int | None = None, max_members: int | None = None) -> None:
     try:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
+            _check_totals(archive, target, [i.file_size for i in infos], max_bytes, max_members)
             for info in infos:
                 _check_member_name(archive, info.filename)
                 mode = info.external_attr >> 16
@@ -293,17 +343,20 @@ def _extract_zip(archive: Path, target: Path) -> None:
                         hint="the file is truncated or not a zip archive; delete it and download again") from None
 
 
-def safe_extract(archive: Path, target: Path) -> None:
+def safe_extract(archive: Path, target: Path, *, max_bytes: int | None = None,
+                 max_members: int | None = None) -> None:
     """Extract a ``.tar(.gz)`` or ``.zip`` into ``target``, refusing anything that could escape it.
 
     Every member is checked before the first byte is written: absolute paths, ``..`` components,
-    symbolic and hard links and special files raise a DataError.
+    symbolic and hard links and special files raise a DataError, and so does an archive that would
+    unpack to more than :func:`unpack_limit` bytes (``max_bytes`` raises it), more members than
+    ``max_members`` (default :data:`MAX_MEMBERS`), or more than the disk has free.
     """
     target.mkdir(parents=True, exist_ok=True)
     if zipfile.is_zipfile(archive):
-        _extract_zip(archive, target)
+        _extract_zip(archive, target, max_bytes, max_members)
     elif tarfile.is_tarfile(archive):
-        _extract_tar(archive, target)
+        _extract_tar(archive, target, max_bytes, max_members)
     else:
         raise DataError(f"{archive} is neither a zip nor a tar archive",
                         hint="delete it and download again (an HTML error page saved as the archive?)")
@@ -323,7 +376,8 @@ def _dataset_folder(staging: Path, name: str) -> Path:
 # -- the whole thing -------------------------------------------------------------------------------
 def download_dataset(name: str, root: str | os.PathLike[str] = "datasets", *, url: str | None = None,
                      archive: str | os.PathLike[str] | None = None, sha256: str | None = None,
-                     keep_archive: bool = False, progress: ProgressFactory | None = None) -> Path:
+                     keep_archive: bool = False, progress: ProgressFactory | None = None,
+                     max_unpacked_bytes: int | None = None, max_members: int | None = None) -> Path:
     """Fetch, verify and extract an official dataset into ``ROOT/NAME``; returns that folder.
 
     Args:
@@ -334,6 +388,7 @@ def download_dataset(name: str, root: str | os.PathLike[str] = "datasets", *, ur
         sha256: expected SHA-256 of the archive (overrides the catalogue's, when it has one).
         keep_archive: keep ``ROOT/.downloads/<archive>`` after extracting.
         progress: progress display factory; :func:`rich_progress` on the command line.
+        max_unpacked_bytes, max_members: raise the decompression-bomb caps of :func:`safe_extract`.
 
     A folder already completed by an earlier download is left alone.
     """
@@ -369,7 +424,7 @@ def download_dataset(name: str, root: str | os.PathLike[str] = "datasets", *, ur
     staging = root / f".extract-{source.name}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        safe_extract(archive_path, staging)
+        safe_extract(archive_path, staging, max_bytes=max_unpacked_bytes, max_members=max_members)
         folder = _dataset_folder(staging, source.name)
         missing = [f for f in source.folders if not (folder / f).is_dir()]
         if missing:
@@ -394,5 +449,5 @@ def download_dataset(name: str, root: str | os.PathLike[str] = "datasets", *, ur
     return target
 
 
-__all__ = ["CATALOGUE", "DatasetSource", "download_dataset", "fetch", "get_source", "rich_progress",
-           "safe_extract", "sha256_of"]
+__all__ = ["CATALOGUE", "DatasetSource", "MAX_MEMBERS", "download_dataset", "fetch", "get_source", "rich_progress",
+           "safe_extract", "sha256_of", "unpack_limit"]

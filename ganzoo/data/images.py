@@ -5,7 +5,10 @@ becomes a :class:`~ganzoo.errors.DataError` naming the path and saying what to d
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,17 +63,91 @@ def require_folder(folder: Path, *, root: Path, what: str) -> Path:
 def list_images(folder: Path, max_items: int | None = None) -> list[Path]:
     """Image files under ``folder`` (recursively, hidden entries skipped), sorted by path.
 
+    Symbolic links to folders are followed, but each real folder is read once: a link back to a
+    folder above it (``loop -> .``) neither lists its images again nor walks forever. Entries that
+    are not regular files (FIFOs, sockets, devices, broken links) are never listed, so nothing
+    ever blocks in ``open()`` on them.
+
     ``max_items`` keeps the first N of the sorted list, so a smaller run sees a stable subset.
     """
     found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        try:
+            info = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        key = (info.st_dev, info.st_ino)
+        if key in seen:  # reached again through a link: a loop, or a second way to the same folder
+            dirnames[:] = []
+            continue
+        seen.add(key)
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.extend(Path(dirpath, f) for f in filenames
-                     if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS))
+        for name in filenames:
+            if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            path = os.path.join(dirpath, name)
+            if is_regular_file(path):
+                found.append(Path(path))
     if not found:
         raise DataError(f"no images found in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)})")
     found.sort()
     return found[:max_items] if max_items is not None else found
+
+
+def is_regular_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` (links followed) is a regular file, not a FIFO, socket, device or broken link."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _kind_of(mode: int) -> str:
+    for test, word in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return word
+    return "not a regular file"
+
+
+@contextlib.contextmanager
+def open_image(path: Path | str) -> Iterator[Image.Image]:
+    """``PIL.Image.open`` on a file checked to be a regular file *after* opening it (no race), so that
+    a FIFO or device named ``*.png`` is an error instead of a hang; every failure a user can cause is
+    a :class:`DataError` naming the file (decompression bombs included)."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO opens at once, unread
+    except FileNotFoundError:
+        raise DataError(f"image file {path} does not exist (was it deleted after the dataset was listed?)") from None
+    except OSError as exc:
+        raise DataError(f"cannot open image {path}: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise DataError(f"{path} is {_kind_of(mode)}, not an image file",
+                            hint="remove it from the dataset folder")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle:
+        try:
+            image = Image.open(handle)
+        except Image.DecompressionBombError as exc:
+            raise DataError(f"refused to read image {path}: {exc}",
+                            hint="a decompression bomb, or a real image larger than any training needs: "
+                                 "resize it") from None
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError, EOFError) as exc:
+            raise DataError(f"cannot read image {path}: {exc}",
+                            hint="the file is truncated or not an image; re-download or delete it") from None
+        with image:
+            yield image
 
 
 def _flatten_alpha(image: Image.Image) -> Image.Image:
@@ -112,20 +189,26 @@ def normalise_mode(image: Image.Image) -> Image.Image:
 def read_image(path: Path | str) -> Image.Image:
     """Read one image fully into memory as an 8-bit ``L`` or ``RGB`` PIL image.
 
-    Unreadable, truncated or non-image files raise a DataError naming the file.
+    Unreadable, truncated or non-image files, non-regular files (FIFOs, devices) and decompression
+    bombs raise a DataError naming the file.
     """
     path = Path(path)
-    try:
-        with Image.open(path) as opened:
+    with open_image(path) as opened:
+        try:
             opened.load()
             image = normalise_mode(opened)
             if image is opened:
                 image = opened.copy()
-    except FileNotFoundError:
-        raise DataError(f"image file {path} does not exist (was it deleted after the dataset was listed?)") from None
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, EOFError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}",
-                        hint="the file is truncated or not an image; re-download or delete it") from None
+        except Image.DecompressionBombError as exc:
+            raise DataError(f"refused to read image {path}: {exc}",
+                            hint="a decompression bomb, or a real image larger than any training needs: "
+                                 "resize it") from None
+        except MemoryError:
+            raise DataError(f"image {path} ({opened.width}x{opened.height}) does not fit in memory",
+                            hint="resize it") from None
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError, EOFError) as exc:
+            raise DataError(f"cannot read image {path}: {exc}",
+                            hint="the file is truncated or not an image; re-download or delete it") from None
     return image
 
 

@@ -258,8 +258,11 @@ def generate_shapes(root: str | Path, flavour: str = "shapes-multimodal", size: 
     if root.is_dir() and any(root.iterdir()) and not overwrite:
         raise DataError(f"{root} already exists and is not empty",
                         hint="delete it, choose another folder, or pass overwrite=True (--overwrite)")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
+    except OSError as exc:
+        raise _cannot_write(root, exc) from None
     try:
         for name, count in _folders(flavour, n_train, n_val, n_test):
             _write_folder(staging / name, name, flavour, count, size, seed)
@@ -270,10 +273,21 @@ def generate_shapes(root: str | Path, flavour: str = "shapes-multimodal", size: 
             # Without overwrite the folder was empty when we checked; rmdir refuses if that changed.
             shutil.rmtree(root) if overwrite else root.rmdir()
         os.replace(staging, root)
+    except OSError as exc:  # a read-only file system, a full disk, a folder without permission
+        shutil.rmtree(staging, ignore_errors=True)
+        raise _cannot_write(root, exc) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return root
+
+
+def _cannot_write(root: Path, exc: OSError) -> DataError:
+    """The one-line error for a shapes world that cannot be written (nothing partial is left behind)."""
+    return DataError(f"cannot write the shapes dataset to {root}: {exc.strerror or exc}"
+                     + (f" ({exc.filename})" if exc.filename and str(exc.filename) != str(root) else ""),
+                     hint="point data.root (or `ganzoo data shapes OUT`) at a writable folder with free space; "
+                          "nothing was left half-written")
 
 
 def read_info(root: str | Path) -> dict[str, Any]:
