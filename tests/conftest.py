@@ -1,4 +1,7 @@
-"""Shared test fixtures: determinism, a small CPU thread count, and throwaway registrations."""
+"""Shared test fixtures: determinism, a small CPU thread count, and throwaway registrations.
+
+Helpers shared by several test modules live in ``helpers.py``; test modules never import from one another.
+"""
 from __future__ import annotations
 
 import os
@@ -10,7 +13,7 @@ import torch
 from hypothesis import settings
 
 
-from ganzoo.registry import registry
+from ganzoo.registry import list_components, registry
 
 # Property tests draw the same examples on every run: a CI failure is reproducible at once and a
 # green run is not a lucky draw. Explore new examples with HYPOTHESIS_PROFILE=explore.
@@ -48,3 +51,16 @@ def torch_threads() -> Iterator[Callable[[int], None]]:
     before = torch.get_num_threads()
     yield torch.set_num_threads
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def toy_registry() -> Iterator[None]:
+    """Register the toy model and parts of ``helpers.TOYS`` for a module's tests (built-ins are imported first)."""
+    from helpers import TOYS
+
+    list_components()
+    for kind, name, factory in TOYS:
+        registry(kind).add(name, factory)
+    yield
+    for kind, name, _ in TOYS:
+        registry(kind).remove(name)

@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from test_recipe import TOY_RECIPE, toy_params, toy_registry, write  # noqa: F401  (toy_registry is a fixture)
 
 import ganzoo.cli.info_cmd  # noqa: F401  (attaches the command)
 from ganzoo.cli.app import main
 from ganzoo.recipe import prepare_recipe
+from helpers import TOY_RECIPE, toy_params, write
+
+pytestmark = pytest.mark.usefixtures("toy_registry")  # the toy model and parts of helpers.TOYS
 
 ROOT = Path(__file__).parent.parent
 
@@ -32,7 +34,7 @@ def test_json_has_the_resolved_recipe_and_every_network(toy_file: Path) -> None:
     assert code == 0
     data = json.loads(out)
     assert set(data) == {"recipe", "networks"}
-    assert data["recipe"] == prepare_recipe(toy_file)
+    assert data["recipe"] == prepare_recipe(toy_file).to_dict()
     assert data["networks"] == {
         "G": {"component": "toy_gen", "kind": "generator", "params": toy_params(1, 3, 8, 4)},
         "D": {"component": "toy_patch", "kind": "discriminator", "params": 4 * 8 * 16 + 8},

@@ -6,19 +6,17 @@ not depend on the real pix2pix/CycleGAN/BicycleGAN classes.
 from __future__ import annotations
 
 import copy
-import textwrap
-from collections.abc import Iterator
+import dataclasses
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
-import torch.nn as nn
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ganzoo.errors import RecipeError
-from ganzoo.models.base import ModelSpec, Option
 from ganzoo.recipe import (
     apply_overrides,
     dump_recipe,
@@ -27,113 +25,11 @@ from ganzoo.recipe import (
     prepare_recipe,
     resolve_recipe,
 )
-from ganzoo.registry import list_components, registry
+from ganzoo.recipe.schema import Recipe
+from helpers import TOY_RECIPE, toy_params, write
 
 
-class ToyGenerator(nn.Module):
-    """Two convolutions; size_multiple is 2**num_downs like a U-Net of that depth."""
-
-    def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 8, nz: int = 0,
-                 num_downs: int = 3, norm: str = "batch") -> None:
-        super().__init__()
-        self.input_nc, self.output_nc, self.nz = input_nc, output_nc, nz
-        self.size_multiple = 2 ** num_downs
-        self.body = nn.Sequential(nn.Conv2d(input_nc + nz, ngf, 3, padding=1), nn.Conv2d(ngf, output_nc, 3, padding=1))
-
-
-class ToyDiscriminator(nn.Module):
-    """One strided convolution per layer."""
-
-    def __init__(self, input_nc: int = 3, ndf: int = 8, n_layers: int = 2) -> None:
-        super().__init__()
-        self.input_nc, self.size_multiple = input_nc, 2 ** n_layers
-        self.body = nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1)
-
-
-class ToyEncoder(nn.Module):
-    """A convolution and a linear head."""
-
-    def __init__(self, input_nc: int = 3, nef: int = 8, nz: int = 8, vae: bool = True) -> None:
-        super().__init__()
-        self.input_nc, self.nz, self.vae, self.size_multiple = input_nc, nz, vae, 1
-        self.conv = nn.Conv2d(input_nc, nef, 3)
-        self.head = nn.Linear(nef, nz * (2 if vae else 1))
-
-
-class ToyModel(ModelSpec):
-    """A fake model: G and D always, E when use_E."""
-
-    network_kinds = {"G": "generator", "D": "discriminator", "E": "encoder"}
-    options = {
-        "nz": Option(4, int, "latent size", minimum=0),
-        "use_E": Option(False, bool, "train an encoder too"),
-        "mode": Option("a", str, "a choice", choices=("a", "b")),
-        "lambda_x": Option(1.0, float, "a float option", minimum=0.0),
-    }
-    loss_weights = {"gan": 1.0, "l1": 10.0}
-    recipe_defaults = {"model.init": {"type": "xavier"}}
-    default_gan_loss = "vanilla"
-
-    @classmethod
-    def required_networks(cls, model_cfg: dict[str, Any]) -> list[str]:
-        return ["G", "D", "E"] if model_cfg["use_E"] else ["G", "D"]
-
-    @classmethod
-    def derived_network_args(cls, model_cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        return {"G": {"nz": model_cfg["nz"]}, "E": {"nz": model_cfg["nz"]}}
-
-    @classmethod
-    def check_recipe(cls, recipe: dict[str, Any], networks: dict[str, nn.Module]) -> None:
-        if recipe["model"]["use_E"] and recipe["train"]["batch_size"] % 2:
-            raise RecipeError("train.batch_size", "must be even when model.use_E is true")
-
-
-def toy_step(optimizer: Any, total_steps: int, step_size: int = 10, gamma: float = 0.5) -> Any:
-    """A fake step schedule."""
-
-
-TOYS: list[tuple[str, str, Any]] = [
-    ("model", "toy_gan", ToyModel),
-    ("generator", "toy_gen", ToyGenerator),
-    ("discriminator", "toy_patch", ToyDiscriminator),
-    ("encoder", "toy_enc", ToyEncoder),
-    ("scheduler", "toy_step", toy_step),
-]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def toy_registry() -> Iterator[None]:
-    """Register the toy model and parts for the tests of a module (built-ins are imported first)."""
-    list_components()
-    for kind, name, factory in TOYS:
-        registry(kind).add(name, factory)
-    yield
-    for kind, name, _ in TOYS:
-        registry(kind).remove(name)
-
-
-TOY_RECIPE = """\
-name: toy
-model:
-  type: toy_gan
-  networks:
-    G: {type: toy_gen, input_nc: 1, output_nc: 3, ngf: 8}
-    D: {type: toy_patch, input_nc: 4}
-  losses: {l1: 5}
-data:
-  root: datasets/toy
-  load_size: 36
-  crop_size: 32
-train:
-  batch_size: 2
-  max_steps: 10
-"""
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-    return path
+pytestmark = pytest.mark.usefixtures("toy_registry")  # the toy model and parts of helpers.TOYS
 
 
 def toy_raw() -> dict[str, Any]:
@@ -284,7 +180,7 @@ def test_overrides_parse_values_as_yaml(toy_file: Path, text: str, path: tuple[s
 def test_override_can_add_a_network_of_a_known_name(toy_file: Path) -> None:
     raw = load_recipe(toy_file, ["model.use_E=true", "model.networks.E.type=toy_enc", "model.networks.E.nef=4"])
     assert raw["model"]["networks"]["E"] == {"type": "toy_enc", "nef": 4}
-    assert resolve_recipe(raw)["model"]["networks"]["E"]["nz"] == 4  # derived from model.nz
+    assert resolve_recipe(raw).model.networks["E"]["nz"] == 4  # derived from model.nz
 
 
 def test_override_with_a_mapping_replaces_the_whole_value(toy_file: Path) -> None:
@@ -331,28 +227,53 @@ def test_malformed_overrides(toy_file: Path, text: str, match: str) -> None:
 
 def test_defaults_are_filled_everywhere() -> None:
     recipe = resolve_recipe(toy_raw())
-    assert list(recipe) == ["name", "plugins", "model", "data", "train", "log"]
-    model = recipe["model"]
-    assert list(model)[:5] == ["type", "networks", "init", "gan_loss", "losses"]
-    assert model["nz"] == 4 and model["use_E"] is False and model["mode"] == "a" and model["lambda_x"] == 1.0
-    assert model["losses"] == {"gan": 1.0, "l1": 5.0} and isinstance(model["losses"]["l1"], float)
-    assert model["init"] == {"type": "xavier", "gain": 0.02}  # the model's recipe_defaults
-    assert model["gan_loss"] == "vanilla"  # the model's default_gan_loss
+    assert isinstance(recipe, Recipe)
+    assert [f.name for f in dataclasses.fields(recipe)] == ["name", "plugins", "model", "data", "train", "log"]
+    assert list(recipe.to_dict()) == ["name", "plugins", "model", "data", "train", "log"]
+    model = recipe.model
+    # the plain form keeps the recipe file's shape: general keys first, the model's options beside them
+    assert list(model.to_dict())[:5] == ["type", "networks", "init", "gan_loss", "losses"]
+    options = model.options
+    assert options.nz == 4 and options.use_E is False and options.mode == "a" and options.lambda_x == 1.0
+    assert model.to_dict()["nz"] == 4 and model.to_dict()["lambda_x"] == 1.0
+    assert model.losses == {"gan": 1.0, "l1": 5.0} and isinstance(model.losses["l1"], float)
+    assert model.init == {"type": "xavier", "gain": 0.02}  # the model's recipe_defaults
+    assert model.gan_loss == "vanilla"  # the model's default_gan_loss
     # constructor defaults in signature order, the model's derived nz, and the given values
-    assert model["networks"]["G"] == {"type": "toy_gen", "input_nc": 1, "output_nc": 3, "ngf": 8, "nz": 4,
-                                      "num_downs": 3, "norm": "batch"}
-    assert model["networks"]["D"] == {"type": "toy_patch", "input_nc": 4, "ndf": 8, "n_layers": 2}
-    data = recipe["data"]
-    assert data["input_nc"] == 1 and data["output_nc"] == 3  # taken from G
-    assert data["dataset"] == "aligned" and data["direction"] == "AtoB" and data["flip"] is True
-    assert data["shapes"] is None and data["workers"] == 2 and data["max_items"] is None
-    train = recipe["train"]
-    assert train["optimizer"] == {"type": "adam", "lr": 0.0002, "betas": [0.5, 0.999], "weight_decay": 0.0}
-    assert train["scheduler"]["type"] == "linear"
-    assert train["epochs"] == 100 and train["epochs_decay"] == 100 and train["device"] == "auto"
-    assert train["precision"] == "fp32" and train["nonfinite"] == "stop" and train["compile"] is False
-    assert recipe["log"] == {"every": 100, "samples_every": 500, "checkpoint_every": 1000, "keep_last": 3}
-    assert recipe["plugins"] == []
+    assert model.networks["G"] == {"type": "toy_gen", "input_nc": 1, "output_nc": 3, "ngf": 8, "nz": 4,
+                                   "num_downs": 3, "norm": "batch"}
+    assert list(model.networks["G"]) == ["type", "input_nc", "output_nc", "ngf", "nz", "num_downs", "norm"]
+    assert model.networks["D"] == {"type": "toy_patch", "input_nc": 4, "ndf": 8, "n_layers": 2}
+    data = recipe.data
+    assert data.input_nc == 1 and data.output_nc == 3  # taken from G
+    assert data.dataset == "aligned" and data.direction == "AtoB" and data.flip is True
+    assert data.shapes is None and data.workers == 2 and data.max_items is None
+    train = recipe.train
+    assert train.to_dict()["optimizer"] == {"type": "adam", "lr": 0.0002, "betas": [0.5, 0.999], "weight_decay": 0.0}
+    assert train.optimizer["betas"] == (0.5, 0.999)  # frozen: lists are tuples
+    assert train.scheduler["type"] == "linear"
+    assert train.epochs == 100 and train.epochs_decay == 100 and train.device == "auto"
+    assert train.precision == "fp32" and train.nonfinite == "stop" and train.compile is False
+    assert train.deterministic is False and train.accelerators == ()
+    assert recipe.log.to_dict() == {"every": 100, "samples_every": 500, "checkpoint_every": 1000, "keep_last": 3}
+    assert recipe.plugins == ()
+
+
+def test_a_resolved_recipe_is_read_only() -> None:
+    recipe = resolve_recipe(toy_raw())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        recipe.train.seed = 3  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        recipe.model.options.nz = 3  # type: ignore[misc]
+    assert isinstance(recipe.model.networks, MappingProxyType)
+    with pytest.raises(TypeError):
+        recipe.model.networks["G"]["ngf"] = 2  # type: ignore[index]
+    with pytest.raises(TypeError):
+        recipe.train.optimizer["lr"] = 1.0  # type: ignore[index]
+    # changed copies are made explicitly, and resolve (and check) like any recipe
+    changed = recipe.replace(train=dataclasses.replace(recipe.train, seed=3))
+    assert changed.train.seed == 3 and recipe.train.seed == 0
+    assert resolve_recipe(changed.to_dict()) == changed
 
 
 def test_resolution_is_idempotent_and_does_not_touch_the_input() -> None:
@@ -360,19 +281,23 @@ def test_resolution_is_idempotent_and_does_not_touch_the_input() -> None:
     before = copy.deepcopy(raw)
     once = resolve_recipe(raw)
     assert raw == before
-    assert resolve_recipe(once) == once
+    assert resolve_recipe(once) is once
+    plain = once.to_dict()
+    assert resolve_recipe(plain) == once
+    assert resolve_recipe(plain).to_dict() == plain
 
 
 def test_name_defaults_to_the_file_stem(tmp_path: Path) -> None:
     path = write(tmp_path / "my_run.yaml", TOY_RECIPE.replace("name: toy\n", ""))
-    assert prepare_recipe(path)["name"] == "my_run"
+    assert prepare_recipe(path).name == "my_run"
 
 
 def test_shapes_section_gets_its_defaults() -> None:
     raw = toy_raw()
     raw["data"]["shapes"] = {"size": 32}
-    shapes = resolve_recipe(raw)["data"]["shapes"]
-    assert shapes["size"] == 32 and set(shapes) == {"flavour", "size", "n_train", "n_val", "n_test", "seed"}
+    shapes = resolve_recipe(raw).data.shapes
+    assert shapes.size == 32 and set(shapes.to_dict()) == {"flavour", "size", "n_train", "n_val", "n_test", "seed"}
+    assert shapes.flavour == "shapes-multimodal" and shapes.n_train == 2000
 
 
 def test_component_shorthand_and_arguments() -> None:
@@ -381,9 +306,9 @@ def test_component_shorthand_and_arguments() -> None:
     raw["model"]["networks"]["D"] = "toy_patch"
     raw["train"]["scheduler"] = {"type": "toy_step", "gamma": 1}
     recipe = resolve_recipe(raw)
-    assert recipe["model"]["init"] == {"type": "normal", "gain": 0.02}
-    assert recipe["model"]["networks"]["D"]["type"] == "toy_patch"
-    assert recipe["train"]["scheduler"] == {"type": "toy_step", "step_size": 10, "gamma": 1.0}
+    assert recipe.model.init == {"type": "normal", "gain": 0.02}
+    assert recipe.model.networks["D"]["type"] == "toy_patch"
+    assert recipe.train.scheduler == {"type": "toy_step", "step_size": 10, "gamma": 1.0}
 
 
 @pytest.mark.parametrize("optimizer, expected", [
@@ -395,7 +320,7 @@ def test_component_shorthand_and_arguments() -> None:
 def test_optimizer_keys_follow_the_torch_optimizer(optimizer: Any, expected: dict[str, Any]) -> None:
     raw = toy_raw()
     raw["train"]["optimizer"] = optimizer
-    assert resolve_recipe(raw)["train"]["optimizer"] == expected
+    assert resolve_recipe(raw).train.to_dict()["optimizer"] == expected
 
 
 @pytest.mark.parametrize("optimizer, key, words", [
@@ -415,13 +340,13 @@ def test_optimizer_errors(optimizer: dict[str, Any], key: str, words: str) -> No
 
 def test_override_can_switch_the_optimizer_wholesale(toy_file: Path) -> None:
     recipe = prepare_recipe(toy_file, ["train.optimizer={type: sgd, momentum: 0.5}", "train.optimizer.nesterov=true"])
-    assert recipe["train"]["optimizer"]["nesterov"] is True
+    assert recipe.train.optimizer["nesterov"] is True
 
 
 def test_unused_networks_are_checked_but_not_kept() -> None:
     raw = toy_raw()
     raw["model"]["networks"]["E"] = {"type": "toy_enc"}
-    assert "E" not in resolve_recipe(raw)["model"]["networks"]
+    assert "E" not in resolve_recipe(raw).model.networks
     raw["model"]["networks"]["E"] = {"type": "toy_enc", "nef": "wide"}
     with pytest.raises(RecipeError, match="model.networks.E.nef"):
         resolve_recipe(raw)
@@ -434,14 +359,16 @@ def test_generated_size_is_checked_when_preprocess_is_none() -> None:
         resolve_recipe(raw)
     assert info.value.key == "data.shapes.size" and "36 is not a multiple of 8" in str(info.value)
     raw["data"]["shapes"]["size"] = 40
-    assert resolve_recipe(raw)["data"]["shapes"]["size"] == 40
+    assert resolve_recipe(raw).data.shapes.size == 40
 
 
 def test_apply_overrides_returns_a_copy() -> None:
     recipe = resolve_recipe(toy_raw())
-    changed = apply_overrides(recipe, ["train.max_steps=99"])
-    assert changed["train"]["max_steps"] == 99 and recipe["train"]["max_steps"] == 10
-    assert resolve_recipe(changed)["train"]["max_steps"] == 99
+    plain = recipe.to_dict()
+    changed = apply_overrides(plain, ["train.max_steps=99"])
+    assert changed["train"]["max_steps"] == 99 and plain["train"]["max_steps"] == 10
+    assert recipe.train.max_steps == 10
+    assert resolve_recipe(changed).train.max_steps == 99
 
 
 SHIPPED = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
@@ -450,7 +377,7 @@ SHIPPED = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_recipes_resolve(path: Path) -> None:
     recipe = prepare_recipe(path)
-    assert resolve_recipe(recipe) == recipe
+    assert resolve_recipe(recipe.to_dict()) == recipe
     assert all(info["params"] > 0 for info in network_summary(recipe).values())
 
 
@@ -459,14 +386,14 @@ def test_an_int_is_accepted_where_a_float_is_expected() -> None:
     raw["train"]["optimizer"] = {"lr": 1, "betas": [0, 1 - 1e-3]}
     raw["model"]["lambda_x"] = 2
     recipe = resolve_recipe(raw)
-    assert recipe["train"]["optimizer"]["lr"] == 1.0 and isinstance(recipe["train"]["optimizer"]["lr"], float)
-    assert recipe["train"]["optimizer"]["betas"] == [0.0, 0.999]
-    assert isinstance(recipe["model"]["lambda_x"], float)
+    assert recipe.train.optimizer["lr"] == 1.0 and isinstance(recipe.train.optimizer["lr"], float)
+    assert recipe.train.optimizer["betas"] == (0.0, 0.999)
+    assert isinstance(recipe.model.options.lambda_x, float)
 
 
 def test_relative_data_root_is_kept_as_written(tmp_path: Path) -> None:
     path = write(tmp_path / "sub" / "r.yaml", TOY_RECIPE)
-    assert prepare_recipe(path)["data"]["root"] == "datasets/toy"
+    assert prepare_recipe(path).data.root == "datasets/toy"
 
 
 def set_path(raw: dict[str, Any], dotted: str, value: Any) -> None:
@@ -508,7 +435,7 @@ INVALID = [
     ("model.nz", -1, "model.nz", "must be >= 0"),
     ("model.mode", "c", "model.mode", "is not one of: a, b"),
     ("model.use_E", 1, "model.use_E", "expected true or false"),
-    ("train.device", "gpu", "train.device", "auto, cpu, cuda, cuda:N or mps"),
+    ("train.device", "gpu", "train.device", "auto, cpu, cuda or cuda:N"),
     ("train.precision", "fp64", "train.precision", "is not one of: fp32, bf16, fp16"),
     ("train.nonfinite", "ignore", "train.nonfinite", "is not one of: stop, skip"),
     ("data.direction", "AB", "data.direction", "is not one of: AtoB, BtoA"),
@@ -543,6 +470,18 @@ INVALID = [
     ("plugins", [1], "plugins[0]", "expected a string"),
     ("name", 3, "name", "expected a string"),
     ("model", [1], "model", "expected a mapping"),
+    ("name", "run 1", "name", "letters, digits, _ . + -"),
+    ("name", "../up", "name", "is not valid"),
+    ("train.batch_size", 65537, "train.batch_size", "must be <= 65536"),
+    ("train.seed", 2**63, "train.seed", "must be <= 9223372036854775807"),
+    ("data.crop_size", 8193, "data.crop_size", "must be <= 8192"),
+    ("data.shapes", {"size": 2048}, "data.shapes.size", "must be <= 1024"),
+    ("train.deterministic", "yes", "train.deterministic", "expected true or false"),
+    ("train.accelerators", "fast", "train.accelerators", "expected a list"),
+    ("train.accelerators", ["no_such_accelerator"], "train.accelerators[0].type", "unknown accelerator"),
+    ("train.tuned_cpu_convs", False, "train.tuned_cpu_convs", "was removed"),
+    ("train.parallel_branches", True, "train.parallel_branches", "was removed"),
+    ("train.reuse_freed_memory", True, "train.reuse_freed_memory", "was removed"),
 ]
 
 
@@ -564,6 +503,19 @@ def test_each_invalid_value_names_its_key(dotted: str, value: Any, key: str, wor
     assert len(str(info.value).splitlines()) <= 10  # one screen
 
 
+@pytest.mark.parametrize("retired", ["tuned_cpu_convs", "parallel_branches", "reuse_freed_memory"])
+def test_removed_train_keys_are_named_for_users_and_dropped_from_stored_recipes(retired: str) -> None:
+    raw = toy_raw()
+    raw["train"][retired] = True
+    with pytest.raises(RecipeError, match=f"train.{retired}: was removed") as info:
+        resolve_recipe(raw)
+    assert info.value.hint and info.value.hint.startswith("remove it")
+    # a checkpoint's stored recipe from an earlier version still loads: the key is dropped
+    dropped = resolve_recipe(raw, retired="drop")
+    assert dropped == resolve_recipe(toy_raw()) and retired not in dropped.train.to_dict()
+    assert raw["train"][retired] is True  # the input is not changed
+
+
 def test_unknown_key_hint_suggests_the_close_name() -> None:
     raw = toy_raw()
     raw["train"]["batch_sise"] = 3
@@ -583,7 +535,7 @@ def test_unknown_component_lists_suggestions() -> None:
 def test_crop_size_may_exceed_load_size_when_only_cropping() -> None:
     raw = toy_raw()
     raw["data"].update(preprocess="crop", load_size=8, crop_size=32)
-    assert resolve_recipe(raw)["data"]["crop_size"] == 32
+    assert resolve_recipe(raw).data.crop_size == 32
 
 
 def test_size_multiple_uses_load_size_for_scale_width() -> None:
@@ -603,7 +555,7 @@ def test_model_check_recipe_runs_last() -> None:
         resolve_recipe(raw)
     assert info.value.key == "train.batch_size" and "must be even" in str(info.value)
     raw["train"]["batch_size"] = 4
-    assert resolve_recipe(raw)["model"]["networks"]["E"]["nz"] == 4
+    assert resolve_recipe(raw).model.networks["E"]["nz"] == 4
 
 
 def test_required_networks_depend_on_the_options() -> None:
@@ -621,10 +573,6 @@ def test_errors_from_files_name_the_file(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------- summary and dump
-
-def toy_params(input_nc: int, output_nc: int, ngf: int, nz: int) -> int:
-    return (input_nc + nz) * ngf * 9 + ngf + ngf * output_nc * 9 + output_nc
-
 
 def test_network_summary_counts_parameters() -> None:
     summary = network_summary(resolve_recipe(toy_raw()))
@@ -678,7 +626,7 @@ def test_random_recipes_resolve_or_raise_recipe_errors(changes: list[tuple[str, 
     except RecipeError as error:
         assert str(error)
         return
-    assert isinstance(recipe, dict) and resolve_recipe(recipe) == recipe
+    assert isinstance(recipe, Recipe) and resolve_recipe(recipe.to_dict()) == recipe
 
 
 _keys = st.lists(st.sampled_from(["model", "networks", "G", "E", "ngf", "train", "seed", "data", "shapes",
@@ -695,4 +643,4 @@ def test_random_overrides_load_or_raise_recipe_errors(toy_file: Path, overrides:
     except RecipeError as error:
         assert str(error)
         return
-    assert isinstance(recipe, dict)
+    assert isinstance(recipe, Recipe)

@@ -22,7 +22,7 @@ def info_command(recipe: str, overrides: tuple[str, ...], as_json: bool) -> None
     resolved = recipe_with_plugins(recipe, overrides)
     networks = network_summary(resolved)
     if as_json:
-        click.echo(json.dumps({"recipe": resolved, "networks": networks}, indent=2))
+        click.echo(json.dumps({"recipe": resolved.to_dict(), "networks": networks}, indent=2))
         return
     console = Console()
     text = dump_recipe(resolved)
@@ -30,7 +30,7 @@ def info_command(recipe: str, overrides: tuple[str, ...], as_json: bool) -> None
         console.print(Syntax(text, "yaml", theme="ansi_dark", background_color="default", word_wrap=True))
     else:  # piped: plain YAML, unwrapped, so it can be saved and loaded again
         click.echo(text)
-    table = Table(title=f"networks of {resolved['name']}")
+    table = Table(title=f"networks of {resolved.name}")
     table.add_column("network", style="bold")
     table.add_column("kind", style="cyan")
     table.add_column("component")
