@@ -1,11 +1,18 @@
 """Run ``ganzoo bench`` on every benchmark recipe (and the official code side by side) and write a Markdown table.
 
     python benchmarks/run.py --steps 5 --rounds 3 --out benchmarks/results.md \\
-        --official-p2p ~/src/pytorch-CycleGAN-and-pix2pix --official-bicyclegan ~/src/BicycleGAN
+        --official-p2p ~/src/pytorch-CycleGAN-and-pix2pix --official-bicyclegan ~/src/BicycleGAN \\
+        [--accelerator cpu_kernels]
 
 Each case runs in fresh processes (peak RSS is per process), alternating ganzoo and official
 rounds: on a shared machine the load drifts, so the ratio of medians taken in the same run is the
 trustworthy figure, not the absolute seconds. Without the official paths only ganzoo is timed.
+
+``--accelerator NAME`` (repeatable) runs ganzoo with that accelerator plugin on
+(``--set train.accelerators=[NAME, ...]``), e.g. ``cpu_kernels`` after
+``pip install plugins/ganzoo-cpu-kernels``; without it ganzoo runs with PyTorch's own kernels. An
+entry may carry arguments as YAML, ``--accelerator "{type: cpu_kernels, cache: null}"``. The table
+says which accelerators each case ran with.
 """
 from __future__ import annotations
 
@@ -25,6 +32,11 @@ CASES = {"pix2pix_256": "p2p", "pix2pix_128": "p2p", "cyclegan_256": "p2p", "cyc
          "bicyclegan_256": "bicyclegan", "bicyclegan_128": "bicyclegan"}
 
 
+def accelerator_overrides(accelerators: list[str]) -> list[str]:
+    """The ``ganzoo bench`` arguments that switch ``accelerators`` on (none for an empty list)."""
+    return ["--set", f"train.accelerators=[{', '.join(accelerators)}]"] if accelerators else []
+
+
 def run_json(command: list[str]) -> dict:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -40,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating ganzoo/official rounds per case")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="passed to ganzoo bench")
+    parser.add_argument("--accelerator", dest="accelerators", action="append", default=[], metavar="NAME",
+                        help="an accelerator plugin for ganzoo (repeatable), e.g. cpu_kernels; default: none")
     parser.add_argument("--official-p2p", help="checkout of SsnL/pytorch-CycleGAN-and-pix2pix (pytorch04)")
     parser.add_argument("--official-bicyclegan", help="checkout of junyanz/BicycleGAN")
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
@@ -49,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for case in args.cases:
         ours_cmd = [sys.executable, "-m", "ganzoo", "bench", str(HERE / f"{case}.yaml"), "--steps", str(args.steps),
-                    "--warmup", str(args.warmup), "--threads", str(args.threads), "--json", "--set", "train.device=cpu"]
+                    "--warmup", str(args.warmup), "--threads", str(args.threads), "--json", "--set", "train.device=cpu",
+                    *accelerator_overrides(args.accelerators)]
         for item in args.overrides:
             ours_cmd += ["--set", item]
         root = roots[CASES[case]]
@@ -70,9 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     lines = [f"# ganzoo benchmark results ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
              f"torch {torch.__version__}, CPU, {args.threads} threads, {args.steps} timed steps after {args.warmup} "
              f"warm-up, {args.rounds} alternating rounds per case; s/step is the median of the round medians.",
+             f"Accelerators asked for: {', '.join(args.accelerators) or 'none'}. "
              f"Extra overrides: {' '.join(args.overrides) or 'none'}.", "",
-             "| case | ganzoo s/step | official s/step | speed-up | ganzoo GFLOP/s | ganzoo peak RSS MiB "
-             "| official peak RSS MiB |", "|---|---|---|---|---|---|---|"]
+             "| case | ganzoo accelerators | ganzoo s/step | official s/step | speed-up | ganzoo GFLOP/s "
+             "| ganzoo peak RSS MiB | official peak RSS MiB |", "|---|---|---|---|---|---|---|---|"]
     for case, ours, official in rows:
         ours_s = statistics.median(o["median_s"] for o in ours)
         gflops = statistics.median(o["flops_per_step"] / o["median_s"] / 1e9 for o in ours)
@@ -83,7 +99,9 @@ def main(argv: list[str] | None = None) -> None:
             cells = [f"{off_s:.3f}", f"{off_s / ours_s:.2f}x", f"{gflops:.1f}", f"{ours_mem:.0f}", f"{off_mem:.0f}"]
         else:
             cells = ["-", "-", f"{gflops:.1f}", f"{ours_mem:.0f}", "-"]
-        lines.append(f"| {case} | {ours_s:.3f} | " + " | ".join(cells) + " |")
+        # what ganzoo bench reports it applied, which an explicit --set train.accelerators=... may change
+        applied = sorted({name for o in ours for name in o.get("accelerators", [])})
+        lines.append(f"| {case} | {', '.join(applied) or 'none'} | {ours_s:.3f} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     args.out.write_text(text)
     print(text)

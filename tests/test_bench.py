@@ -73,27 +73,3 @@ def test_cpu_peak_estimate_scales_with_threads() -> None:
     two, source = cpu_peak_tflops(2)
     if one is not None:
         assert two == pytest.approx(2 * one) and "estimate" in source
-
-
-def test_bench_reports_the_convolution_routes_it_timed(tiny_recipe: Path) -> None:
-    from ganzoo.layers import conv_routes
-
-    saved = conv_routes.route_table()
-    conv_routes.clear_route_table()
-    try:
-        # ngf 64: the U-Net's inner levels hold 512 x 512 x 4 x 4 weights, enough to be timed
-        result = CliRunner().invoke(main, ["bench", str(tiny_recipe), "--steps", "1", "--warmup", "1", "--json",
-                                           "--no-flops", "--set", "model.networks.G.ngf=64"])
-        assert result.exit_code == 0, result.output
-        routes = json.loads(result.output)["conv_routes"]
-        assert conv_routes.retiming  # switched off only while the bench ran
-        assert not conv_routes.retime_pending_now()  # every choice had its second timing after the warm-up
-        assert sum(routes.values()) == len(conv_routes.route_table()) > 0
-        assert set(routes) <= {"native", "gemm", "winograd", "grad_x_by_conv", "grad_w_by_gemm",
-                               "grads_by_conv_and_gemm"}
-        table = CliRunner().invoke(main, ["bench", str(tiny_recipe), "--steps", "1", "--warmup", "0", "--no-flops",
-                                          "--set", "model.networks.G.ngf=64"])
-        assert table.exit_code == 0 and "conv routes" in table.output
-    finally:
-        conv_routes.clear_route_table()
-        conv_routes.restore_route_table(saved)

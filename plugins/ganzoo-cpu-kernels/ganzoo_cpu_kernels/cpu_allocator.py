@@ -1,14 +1,13 @@
-"""Freed memory kept in the process for the next step's tensors (``train.reuse_freed_memory``).
+"""Freed memory kept in the process for the next step's tensors (``cpu_kernels(reuse_freed_memory=True)``).
 
 PyTorch's CPU tensors come from the C library's ``malloc``. glibc hands blocks above a threshold
 (adaptive, at most 32 MiB) straight back to the operating system when they are freed, and trims
 the heap's free top; the next step's tensors of the same sizes are then mapped afresh, and each page
-is faulted in and zeroed by the kernel on first touch. CycleGAN's 128 px step did that 85-88
-thousand times a step (0.18-0.22 s of system time on a 2.8 s step). With a 256 MiB threshold and a
-1 GiB trim threshold freed blocks stay in the heap and are reused: no page faults after the first
-steps, the step 3-5% faster with PyTorch's own kernels (2.77 against 2.85-2.92 s), and peak RSS
-within -40/+70 MiB of before (docs/performance.md). The setting is the process's: it applies to
-every later allocation, here and in forked DataLoader workers.
+is faulted in and zeroed by the kernel on first touch, tens of thousands of times a step for
+CycleGAN at 128 px. With a 256 MiB threshold and a 1 GiB trim threshold freed blocks stay in the
+heap and are reused: no page faults after the first steps, a faster step with PyTorch's own kernels
+too, and about the same peak RSS (README.md). The setting is the process's: it applies to every
+later allocation, here and in forked DataLoader workers, and stays for the rest of the process.
 """
 from __future__ import annotations
 

@@ -3,16 +3,16 @@
 PyTorch's CPU convolutions go through oneDNN, which copies the weights into its blocked layout on
 every call, forward and backward alike. For the inner levels of a 256 px U-Net (512 channels on
 1x1 to 16x16 maps, 4-8 MB of weights per layer) that copy costs more than the arithmetic: in the
-pix2pix step at 256 px, weight reorders were about a fifth of oneDNN's time (ONEDNN_VERBOSE).
+pix2pix step at 256 px, weight reorders were a large share of oneDNN's time (``ONEDNN_VERBOSE``;
+README.md).
 ``F.unfold`` + ``torch.matmul`` (a convolution) and ``torch.matmul`` + ``F.fold`` (a transposed
 convolution) read the weights in place, and autograd differentiates them into the matching GEMMs
 and unfold/fold. Same maths, float rounding aside.
 
-Measured forward + backward on the Xeon host, 2 threads (``python benchmarks/conv_backward.py --gemm``):
-the U-Net levels at 2x2-16x16 1.3-3.5x, the 32 px shapes U-Net's inner levels 1.4-1.6x, a U-Net's
-image head (a transposed convolution to 3 channels) 1.6x; layers whose maps outweigh their weights
-lose (0.68-0.96x). Whether it pays for a layer is measured on the machine that trains
-(:mod:`ganzoo.layers.conv_routes`).
+It pays for the U-Net's inner levels and its image head (a transposed convolution to 3 channels);
+layers whose maps outweigh their weights lose (``python plugins/ganzoo-cpu-kernels/benchmarks/conv_backward.py
+--gemm``; README.md). Whether it pays for a layer is timed on the machine that trains
+(:mod:`ganzoo_cpu_kernels.conv_routes`).
 """
 from __future__ import annotations
 

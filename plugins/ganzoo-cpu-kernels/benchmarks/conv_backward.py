@@ -1,27 +1,32 @@
-"""Time the tuned CPU convolutions (``train.tuned_cpu_convs``) against PyTorch's own, per layer shape.
+"""Time the routes of accelerator ``cpu_kernels`` against PyTorch's own kernels, per layer shape.
 
+    cd plugins/ganzoo-cpu-kernels
     python benchmarks/conv_backward.py [--threads 2] [--shape N,C_IN,C_OUT,SIZE,KERNEL,PADDING ...]
     python benchmarks/conv_backward.py --gemm [--shape KIND,N,C_IN,C_OUT,SIZE ...]
 
 Without ``--gemm``: each gradient of a stride-1 convolution both ways, oneDNN's backward kernels
-against ``ganzoo/layers/conv_backward.py`` (the input gradient as a forward convolution, the weight
-gradient as shifted GEMMs); SIZE is the input's side before padding. With ``--gemm``: forward +
-backward of 4x4 stride-2 convolutions (KIND ``c``) and transposed convolutions (``t``), oneDNN
-against im2col + GEMM (``ganzoo/layers/gemm_conv.py``). Training chooses each layer's route by timing
-the routes itself (``ganzoo/layers/conv_routes.py``); these tables show where each pays on a machine.
-Without ``--shape`` they time the layers of the benchmark recipes.
+against ``ganzoo_cpu_kernels/conv_backward.py`` (the input gradient as a forward convolution, the
+weight gradient as shifted GEMMs); SIZE is the input's side before padding. With ``--gemm``: forward
++ backward of 4x4 stride-2 convolutions (KIND ``c``) and transposed convolutions (``t``), oneDNN
+against im2col + GEMM (``ganzoo_cpu_kernels/gemm_conv.py``). Training chooses each layer's route by
+timing the routes itself (``ganzoo_cpu_kernels/conv_routes.py``); these tables show where each pays
+on a machine. Without ``--shape`` they time the layers of ganzoo's benchmark recipes.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ganzoo.layers.conv_backward import StrideOneConv2d
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the plugin folder, when not pip-installed
+
+from ganzoo_cpu_kernels.conv_backward import StrideOneConv2d  # noqa: E402
 
 DEFAULT_SHAPES = [
     "1,256,256,34,3,0", "2,256,256,34,3,0", "1,256,256,66,3,0", "2,256,256,66,3,0",  # ResNet blocks, 128/256 px
@@ -72,7 +77,7 @@ GEMM_DEFAULT_SHAPES = [  # unet_256 levels at batch 1, the 32 px shapes U-Net at
 
 
 def time_gemm_shape(spec: str, repeats: int) -> str:
-    from ganzoo.layers.gemm_conv import conv2d_by_gemm, conv_transpose2d_by_gemm
+    from ganzoo_cpu_kernels.gemm_conv import conv2d_by_gemm, conv_transpose2d_by_gemm
 
     kind, *sizes = spec.split(",")
     n, c_in, c_out, size = (int(v) for v in sizes)

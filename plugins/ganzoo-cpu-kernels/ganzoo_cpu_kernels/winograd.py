@@ -1,4 +1,4 @@
-"""3x3 and 4x4 stride-1 convolutions by Winograd's minimal filtering (part of ``train.tuned_cpu_convs``).
+"""3x3 and 4x4 stride-1 convolutions by Winograd's minimal filtering (a route of accelerator ``cpu_kernels``).
 
 A 3x3 convolution over a 6x6 input tile gives a 4x4 output tile, F(4x4, 3x3); a 4x4 one (the
 PatchGAN discriminators' stride-1 layers) a 3x3 output tile, F(3x3, 4x4). Winograd's algorithm
@@ -8,8 +8,8 @@ filter (``G g G^T``) and the product (``A^T m A``), built on the interpolation p
 infinity. Over many channels the multiplications become 36 independent matrix products (output
 channels x input channels x tiles), so the arithmetic of a layer drops 4x and the rest is
 memory-bound transforms. The maths are those of the convolution; only the rounding differs (about
-1e-5 relative in float32, as cuDNN's Winograd kernels; F(2x2, 3x3), tried first, rounds 10x closer
-but was no faster at 128 px and 1.3x slower at 256 px).
+1e-5 relative in float32, as cuDNN's Winograd kernels; F(2x2, 3x3), tried first, rounds closer but
+was no faster, and slower at 256 px: README.md).
 
 Both gradients are the exact adjoint of the forward's transforms: the output gradient is carried
 back through the output transform once, then one batched product with the filter's transform
@@ -19,12 +19,9 @@ The transformed input is recomputed in the backward rather than saved (it is 2.2
 size), and every intermediate lives in a reused per-thread workspace. A backward that itself
 builds a graph (a gradient penalty) goes through PyTorch's own kernels.
 
-Measured forward + backward against oneDNN on the 2-core AMD EPYC host (2 threads, best of 8-9): the
-CycleGAN generator's ResNet blocks (256 channels, 32x32 maps) 1.31-1.41x at batch 1 and 1.46-1.56x at
-batch 2; on 64x64 maps 1.72x. The 256 px PatchGAN's 256 -> 512 channel 4x4 layer (31x31 output):
-1.64x at batch 2 with both gradients (71 against 116 ms), 1.28x at batch 1 with the input's only; on
-its 128 px scale (15x15) 1.08x and 0.78x; the 1-channel head 0.38x. Whether it pays for a layer on
-the machine that trains is measured (:mod:`ganzoo.layers.conv_routes`).
+It pays for the wide layers (CycleGAN's ResNet blocks, a 256 px PatchGAN's 256 -> 512 channel layer)
+and loses on thin ones (a 1-channel head); README.md has the measurements. Whether it pays for a
+layer on the machine that trains is timed (:mod:`ganzoo_cpu_kernels.conv_routes`).
 """
 from __future__ import annotations
 
@@ -35,7 +32,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ganzoo.layers.conv_backward import native_stride_one_grads, save_conv, saved_conv
+from ganzoo_cpu_kernels.conv_backward import native_stride_one_grads, save_conv, saved_conv
 
 #: Input tile side: every kernel size uses the interpolation points 0, +-1, +-2 and infinity.
 SPAN = 6
@@ -76,8 +73,8 @@ _INPUT_2D = torch.kron(_INPUT_1D, _INPUT_1D)  # 36 x 36
 TRANSFORMS = {3: _Transforms(3), 4: _Transforms(4)}
 
 
-# Per thread: the model's parallel branches (``train.parallel_branches``) run two backwards at once.
-# A thread's buffers go with the thread.
+# Per thread: a model may be run from several threads at once (two inference requests, a caller's
+# own worker threads), and two backwards must not share buffers. A thread's buffers go with the thread.
 _workspaces = threading.local()
 _HUGE_PAGE = 2 * 1024 * 1024
 
@@ -86,11 +83,10 @@ def _mapped_buffer(size: int, dtype: torch.dtype) -> torch.Tensor:
     """``size`` elements of fresh anonymous memory, on huge pages where the OS grants them.
 
     Mapped on their own, outside the allocator's heap, which the step's activations share: taken
-    from it afresh on every call, the intermediates fragmented it (peak RSS of CycleGAN's step at
-    128 px: +250-400 MiB), and a mapping goes back to the OS as soon as its last tensor dies. Huge pages,
-    because the transforms read and write their intermediates in rows 64-256 KiB apart; on 4 KiB
-    pages those walks miss the TLB, and the layer ran 1.5x slower (CycleGAN's ResNet blocks at
-    128 px: 23-26 ms against 14-17 ms forward + backward, depending on which pages a process got)."""
+    from it afresh on every call, the intermediates fragmented it (a higher peak RSS of CycleGAN's
+    step), and a mapping goes back to the OS as soon as its last tensor dies. Huge pages, because the
+    transforms read and write their intermediates in rows 64-256 KiB apart; on 4 KiB pages those walks
+    miss the TLB, and the layer ran markedly slower (README.md)."""
     itemsize = torch.empty((), dtype=dtype).element_size()
     length = size * itemsize + _HUGE_PAGE
     # private: Python maps anonymous memory shared by default, which Linux backs by shmem, without huge pages
@@ -165,10 +161,10 @@ def _tile_padded(x: torch.Tensor, t: _Transforms) -> tuple[torch.Tensor, int, in
 
 #: Elements of the largest intermediate of one chunk (36 points x channels x tiles). The transforms
 #: run over chunks of whole images, so that a batch's workspaces are those of its largest images:
-#: a discriminator's 512-channel layer at 256 px and batch 2 needed 70 MB per thread in one piece,
-#: mapped through the step's peak, which put the peak RSS of pix2pix's and BicycleGAN's steps above
-#: the official code's. (Bands of tile rows would bound them further, but their smaller products
-#: made that layer 1.3x slower; whole images cost it 4%.)
+#: in one piece, a discriminator's 512-channel layer at 256 px and batch 2 needed workspaces large
+#: enough, mapped through the step's peak, to put the peak RSS of pix2pix's and BicycleGAN's steps
+#: above the official code's. (Bands of tile rows would bound them further, but their smaller
+#: products made that layer slower than whole images do: README.md.)
 CHUNK_ELEMENTS = 1 << 22
 
 
@@ -260,8 +256,8 @@ def _weight_grad(windows: torch.Tensor, grad_outs: GradOuts, c_out: int, chunks:
             grad_filter_t.baddbmm_(grad_t, input_t)
     grad = _workspace("filter_grad", (r * r, c_out * c_in), windows)
     torch.mm(t.filter_2d.t().to(windows.dtype), grad_filter_t.view(POINTS, c_out * c_in), out=grad)
-    # a copy into the weights' layout (reshape could return a workspace view); 1.9x faster than
-    # one product written in that layout
+    # a copy into the weights' layout (reshape could return a workspace view); faster than one
+    # product written in that layout
     return grad.t().contiguous().view(c_out, c_in, r, r)
 
 

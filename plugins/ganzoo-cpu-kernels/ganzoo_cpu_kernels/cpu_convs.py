@@ -1,26 +1,27 @@
-"""Convolution modules that take the fastest equivalent CPU formulation (``train.tuned_cpu_convs``).
+"""Convolution modules that take the fastest equivalent CPU formulation (accelerator ``cpu_kernels``).
 
 :class:`TunedConv2d` and :class:`TunedConvTranspose2d` are ``nn.Conv2d`` and ``nn.ConvTranspose2d``
 (same parameters, state-dict keys and results, float rounding aside) that, for float32 CPU tensors
-in the default layout without autocast, compute each call by the route measured fastest on this
-machine for its signature (:mod:`ganzoo.layers.conv_routes`). The routes:
+in the default layout without autocast, compute each call by the route their
+:class:`~ganzoo_cpu_kernels.conv_routes.RouteTable` holds for its signature, timed on this machine
+the first time it is met (:mod:`ganzoo_cpu_kernels.conv_routes`). The routes:
 
 - ``native``: PyTorch's own kernels (oneDNN);
 - ``gemm``: im2col + one GEMM, or GEMM + fold for a transposed convolution
-  (:mod:`ganzoo.layers.gemm_conv`; pays where the weights outweigh the maps);
+  (:mod:`ganzoo_cpu_kernels.gemm_conv`; pays where the weights outweigh the maps);
 - ``winograd``: 3x3 and 4x4 stride-1 convolutions by Winograd's F(4x4, 3x3) and F(3x3, 4x4),
   forward and gradients
-  (:mod:`ganzoo.layers.winograd`);
+  (:mod:`ganzoo_cpu_kernels.winograd`);
 - ``grad_x_by_conv``, ``grad_w_by_gemm``, ``grads_by_conv_and_gemm``: oneDNN's forward with the
   stride-1 input gradient as a forward convolution and/or the weight gradient as shifted GEMMs
-  (:mod:`ganzoo.layers.conv_backward`).
+  (:mod:`ganzoo_cpu_kernels.conv_backward`).
 
-Every CUDA, half-precision, channels-last or autocast call takes PyTorch's own. The choice depends
-on the batch too: a data-parallel rank's share of the batch may take another route than the whole
-batch would, which rounds differently.
+Every CUDA, half-precision, channels-last or autocast call takes PyTorch's own, and so does a module
+without a table. The choice depends on the batch too: a data-parallel rank's share of the batch may
+take another route than the whole batch would, which rounds differently.
 
-:func:`use_tuned_cpu_convs` switches the convolutions of a model in place (``ganzoo train`` and
-``ganzoo bench`` do, unless ``train.tuned_cpu_convs: false`` or ``train.compile: true``).
+:func:`use_tuned_cpu_convs` switches the convolutions of a model in place; the accelerator's
+``prepare`` does, on the CPU only.
 """
 from __future__ import annotations
 
@@ -29,12 +30,12 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
-from ganzoo.layers import conv_routes
-from ganzoo.layers.conv_backward import StrideOneConv2d
-from ganzoo.layers.conv_routes import NATIVE
-from ganzoo.layers.gemm_conv import conv2d_by_gemm, conv_transpose2d_by_gemm
-from ganzoo.layers.winograd import TRANSFORMS as WINOGRAD_TRANSFORMS
-from ganzoo.layers.winograd import WinogradConv2d
+from ganzoo_cpu_kernels import conv_routes
+from ganzoo_cpu_kernels.conv_backward import StrideOneConv2d
+from ganzoo_cpu_kernels.conv_routes import NATIVE, RouteTable
+from ganzoo_cpu_kernels.gemm_conv import conv2d_by_gemm, conv_transpose2d_by_gemm
+from ganzoo_cpu_kernels.winograd import TRANSFORMS as WINOGRAD_TRANSFORMS
+from ganzoo_cpu_kernels.winograd import WinogradConv2d
 
 
 def plain_cpu_float32(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -69,7 +70,9 @@ def _timed_routes(module: nn.Module, x: torch.Tensor, routes: list[str],
                   run: Callable[[str, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
                   ) -> dict[str, Callable[[], object]]:
     """One callable per route that runs the call's forward, and its needed gradients, on detached
-    copies of its tensors (so that nothing reaches the model's graph or gradients)."""
+    copies of its tensors (so that nothing reaches the model's graph or gradients). The output
+    gradient they use is drawn from a private generator: timing must not move the run's random
+    stream, or a run that times its routes would draw other noise than one that read them."""
     probe_x = x.detach().requires_grad_(x.requires_grad)
     probe_w = module.weight.detach().requires_grad_(module.weight.requires_grad)
     probe_b = None if module.bias is None else module.bias.detach().requires_grad_(module.bias.requires_grad)
@@ -83,7 +86,8 @@ def _timed_routes(module: nn.Module, x: torch.Tensor, routes: list[str],
             out = run(route, probe_x, probe_w, probe_b)
             if needed:
                 if not grad_out:
-                    grad_out.append(torch.randn_like(out))
+                    generator = torch.Generator().manual_seed(0)
+                    grad_out.append(torch.randn(out.shape, generator=generator, dtype=out.dtype))
                 return torch.autograd.grad(out, needed, grad_out[0])
             return out
         return call
@@ -91,10 +95,10 @@ def _timed_routes(module: nn.Module, x: torch.Tensor, routes: list[str],
     return {route: timed(route) for route in routes}
 
 
-def _by_fastest_route(module: nn.Module, x: torch.Tensor, flops: int) -> torch.Tensor:
-    """The module's call on ``x`` by the route its signature has (timed now where it is due)."""
+def _by_fastest_route(module: nn.Module, table: RouteTable, x: torch.Tensor, flops: int) -> torch.Tensor:
+    """The module's call on ``x`` by the route ``table`` has for its signature (timed now where it is due)."""
     timed = conv_routes.worth_timing(flops, module.weight.numel())
-    route = conv_routes.choose_route(
+    route = table.choose(
         _signature(module, x), timed, lambda: _timed_routes(module, x, module.routes(x), module.run_route))
     return module.run_route(_checked(route, module, x), x, module.weight, module.bias)
 
@@ -102,10 +106,13 @@ def _by_fastest_route(module: nn.Module, x: torch.Tensor, flops: int) -> torch.T
 class TunedConv2d(nn.Conv2d):
     """``nn.Conv2d`` computed by the route measured fastest for each call's signature."""
 
+    #: Where this layer's routes are chosen; set by :func:`use_tuned_cpu_convs` (None: PyTorch's kernels).
+    route_table: RouteTable | None = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not plain_cpu_float32(x, self.weight):
+        if self.route_table is None or not plain_cpu_float32(x, self.weight):
             return super().forward(x)
-        return _by_fastest_route(self, x, self._flops(x))
+        return _by_fastest_route(self, self.route_table, x, self._flops(x))
 
     def _flops(self, x: torch.Tensor) -> int:
         (kh, kw), (ph, pw), (sh, sw), (dh, dw) = self.kernel_size, self.padding, self.stride, self.dilation
@@ -146,10 +153,14 @@ class TunedConv2d(nn.Conv2d):
 class TunedConvTranspose2d(nn.ConvTranspose2d):
     """``nn.ConvTranspose2d`` computed by the route measured fastest for each call's signature."""
 
+    #: Where this layer's routes are chosen; set by :func:`use_tuned_cpu_convs` (None: PyTorch's kernels).
+    route_table: RouteTable | None = None
+
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if output_size is not None or not plain_cpu_float32(x, self.weight):
+        if self.route_table is None or output_size is not None or not plain_cpu_float32(x, self.weight):
             return super().forward(x, output_size)
-        return _by_fastest_route(self, x, 2 * self.weight.numel() * x.shape[0] * x.shape[2] * x.shape[3])
+        flops = 2 * self.weight.numel() * x.shape[0] * x.shape[2] * x.shape[3]
+        return _by_fastest_route(self, self.route_table, x, flops)
 
     def routes(self, x: torch.Tensor) -> list[str]:
         """The routes that compute this call (``native`` first)."""
@@ -168,9 +179,9 @@ class TunedConvTranspose2d(nn.ConvTranspose2d):
 def _tuned_class(module: nn.Module) -> type[nn.Module] | None:
     """The tuned class for ``module``, or None where it must stay as it is (subclasses with their own
     forward, groups, non-zero padding modes, string paddings)."""
-    if type(module) is nn.Conv2d:
+    if type(module) in (nn.Conv2d, TunedConv2d):
         tuned: type[nn.Module] = TunedConv2d
-    elif type(module) is nn.ConvTranspose2d:
+    elif type(module) in (nn.ConvTranspose2d, TunedConvTranspose2d):
         tuned = TunedConvTranspose2d
     else:
         return None
@@ -179,13 +190,16 @@ def _tuned_class(module: nn.Module) -> type[nn.Module] | None:
     return tuned
 
 
-def use_tuned_cpu_convs(module: nn.Module) -> int:
+def use_tuned_cpu_convs(module: nn.Module, table: RouteTable) -> int:
     """Switch every eligible ``nn.Conv2d`` / ``nn.ConvTranspose2d`` inside ``module`` to its tuned
-    class, in place (parameters and state-dict keys unchanged). Returns how many were switched."""
+    class, in place (parameters and state-dict keys unchanged), choosing its routes in ``table``.
+    Returns how many were switched (tuned ones already switched count, and take ``table``)."""
     switched = 0
     for child in module.modules():
         tuned = _tuned_class(child)
         if tuned is not None:
             child.__class__ = tuned
+            child.route_table = table
             switched += 1
     return switched
+

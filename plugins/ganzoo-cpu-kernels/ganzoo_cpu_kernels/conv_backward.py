@@ -1,10 +1,9 @@
-"""Stride-1 convolution gradients from faster CPU kernels (part of ``train.tuned_cpu_convs``).
+"""Stride-1 convolution gradients from faster CPU kernels (routes of accelerator ``cpu_kernels``).
 
-On the CPUs these sessions measure (AVX-512, oneDNN 3.x through PyTorch), oneDNN's backward kernels
-for a 3x3 stride-1 convolution with 256 channels run at about half the speed of its forward kernel
-(the ResNet blocks of CycleGAN's generator at 128 px: forward 11.6 ms, backward-data 18.6 ms,
-backward-weights 20.3 ms for the same FLOPs). Both gradients can be computed with faster kernels
-and the same maths:
+On the CPUs this was measured on (AVX-512, oneDNN 3.x through PyTorch), oneDNN's backward kernels
+for a 3x3 stride-1 convolution with 256 channels run well below the speed of its forward kernel for
+the same FLOPs (CycleGAN's ResNet blocks; README.md). Both gradients can be computed with faster
+kernels and the same maths:
 
 - the input gradient of a stride-1 convolution is a *forward* convolution of the output gradient
   with the weights flipped in space and transposed (input <-> output channels), padded by
@@ -14,12 +13,12 @@ and the same maths:
   input's full row width, each shifted input is a strided view of one copy of the input, so the
   ``kh * kw`` products read it in place (MKL's GEMM, near this CPU's peak).
 
-Measured on the 2-core Xeon host (``python benchmarks/conv_backward.py``, 2 threads): image and
-PatchGAN heads 1.2-3.6x (input gradient) and 1.3-1.5x (weight gradient), CycleGAN's ResNet blocks
-1.02-1.30x; on the 2-core AMD EPYC host oneDNN's own backward kernels win for the ResNet blocks and
-only the heads' input gradients pay. Which gradient takes which kernel is therefore measured per
-layer on the machine that trains (:mod:`ganzoo.layers.conv_routes`). A backward that itself builds a
-graph (a gradient penalty's double backward) goes through PyTorch's own kernels.
+On one host (``python plugins/ganzoo-cpu-kernels/benchmarks/conv_backward.py``, README.md) both
+pay for the image and PatchGAN heads and somewhat for CycleGAN's ResNet blocks; on another oneDNN's
+own backward kernels win for the ResNet blocks and only the heads' input gradients pay. Which
+gradient takes which kernel is therefore timed per layer on the machine that trains
+(:mod:`ganzoo_cpu_kernels.conv_routes`). A backward that itself builds a graph (a gradient
+penalty's double backward) goes through PyTorch's own kernels.
 """
 from __future__ import annotations
 
