@@ -39,9 +39,6 @@ COMMON = [
     "data.shapes.size=32", "data.shapes.n_train=12", "data.shapes.n_val=2", "data.shapes.n_test=2",
     "data.load_size=32", "data.crop_size=32", "train.max_steps=4", "train.epochs_decay=0", "log.every=1",
     "log.samples_every=2", "log.checkpoint_every=2", "train.device=cpu",
-    # The tuned CPU convolutions pick a kernel per call from the batch's size, so a rank's half batch can
-    # take another (equally exact) kernel than the whole batch, and this GAN amplifies the rounding.
-    "train.tuned_cpu_convs=false",
 ]
 PIX2PIX_INSTANCE = [
     "model.networks.G.num_downs=5", "model.networks.G.ngf=8", "model.networks.D.ndf=8",
