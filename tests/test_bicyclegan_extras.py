@@ -8,25 +8,25 @@ import torch
 from ganzoo.errors import RecipeError
 
 from ganzoo.models import BicycleGAN
-from test_variants import TINY, batch, variant
+from helpers import TINY, parts_of, variant, variant_batch
 
 
 def test_mode_seeking_is_off_by_default_so_the_official_objective_is_unchanged() -> None:
     assert BicycleGAN.loss_weights["mode_seeking"] == 0.0
     model = BicycleGAN(variant("bicyclegan", TINY))
-    assert "mode_seeking" not in model.generator_objective(batch()["A"][:2], batch()["B"][:2])[1]
+    assert "mode_seeking" not in model.generator_objective(variant_batch()["A"][:2], variant_batch()["B"][:2])[1]
 
 
 def test_mode_seeking_is_the_inverse_ratio_of_image_gap_to_code_gap() -> None:
     model = BicycleGAN(variant("bicyclegan", TINY))
     fake_a, fake_b = torch.zeros(2, 3, 4, 4), torch.full((2, 3, 4, 4), 0.5)
     z_a, z_b = torch.zeros(2, 4), torch.full((2, 4), 2.0)
-    term = model._mode_seeking(batch()["A"][:2], fake_a, z_a, fake_b, z_b)
+    term = model._mode_seeking(variant_batch()["A"][:2], fake_a, z_a, fake_b, z_b)
     assert torch.allclose(term, torch.tensor(1.0 / (0.5 / 2.0 + 1e-5)))
 
 
 def test_mode_seeking_joins_the_total_with_its_weight() -> None:
-    data = batch()
+    data = variant_batch()
     A, B = data["A"][:2], data["B"][:2]
     model = BicycleGAN(variant("bicyclegan", [*TINY, "model.losses.mode_seeking=3.0"]))
     torch.manual_seed(0)
@@ -40,8 +40,8 @@ def test_mode_seeking_joins_the_total_with_its_weight() -> None:
 
 
 def test_mode_seeking_without_an_encoder_draws_a_second_code() -> None:
-    model = BicycleGAN(variant("pix2pix_noise", [*TINY, "model.losses.mode_seeking=1.0"]))
-    losses = model.train_step(batch())
+    parts = parts_of(variant("pix2pix_noise", [*TINY, "model.losses.mode_seeking=1.0"]))
+    losses = parts.step(variant_batch())
     assert "mode_seeking" in losses and torch.isfinite(losses["mode_seeking"])
 
 
@@ -49,7 +49,7 @@ def test_minimising_mode_seeking_pushes_outputs_for_different_codes_apart() -> N
     torch.manual_seed(0)
     model = BicycleGAN(variant("pix2pix_noise", [*TINY, "model.losses.mode_seeking=1.0"]))
     G = model.networks["G"]
-    A = batch()["A"][:2]
+    A = variant_batch()["A"][:2]
     z_a, z_b = torch.randn(2, 4), torch.randn(2, 4)
 
     def gap() -> float:
@@ -68,7 +68,7 @@ def test_minimising_mode_seeking_pushes_outputs_for_different_codes_apart() -> N
 def test_free_bits_default_to_zero_and_leave_the_official_kl_untouched() -> None:
     model = BicycleGAN(variant("bicyclegan", TINY))
     assert model.kl_free_nats == 0.0
-    data = batch()
+    data = variant_batch()
     torch.manual_seed(0)
     total, losses, _, _ = model.generator_objective(data["A"][:2], data["B"][:2])
     model.weights["kl"] = 0.0
@@ -78,7 +78,7 @@ def test_free_bits_default_to_zero_and_leave_the_official_kl_untouched() -> None
 
 
 def test_free_bits_stop_the_kl_gradient_below_the_allowance_and_keep_it_above() -> None:
-    data = batch()
+    data = variant_batch()
     model = BicycleGAN(variant("bicyclegan", [*TINY, "model.kl_free_nats=100.0"]))
     E = model.networks["E"]
     with torch.no_grad():  # an encoder far from the prior (the init keeps mu and logvar near 0)
@@ -103,6 +103,6 @@ def test_free_bits_stop_the_kl_gradient_below_the_allowance_and_keep_it_above() 
 
 
 def test_free_bits_are_a_recipe_key_with_a_clear_error() -> None:
-    assert variant("bicyclegan", ["model.kl_free_nats=0.5"])["model"]["kl_free_nats"] == 0.5
+    assert variant("bicyclegan", ["model.kl_free_nats=0.5"]).model.options.kl_free_nats == 0.5
     with pytest.raises(RecipeError, match="model.kl_free_nats"):
         variant("bicyclegan", ["model.kl_free_nats=-1"])

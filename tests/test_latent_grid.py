@@ -11,7 +11,7 @@ from ganzoo.generators.resnet import ResnetGenerator
 from ganzoo.generators.unet import UNetGenerator
 from ganzoo.layers.latent import latent_map, tile_latent
 from ganzoo.models import BicycleGAN
-from test_variants import TINY, batch, variant
+from helpers import TINY, parts_of, variant, variant_batch
 
 
 def test_a_one_cell_grid_is_the_global_code_repeated_everywhere() -> None:
@@ -95,13 +95,13 @@ def test_bicyclegan_refuses_an_encoder_and_generator_on_different_grids() -> Non
 def test_bicyclegan_trains_and_samples_with_a_grid_code() -> None:
     recipe = variant("bicyclegan", [*TINY, "model.nz=16", "model.networks.G.z_grid=2",
                                     "model.networks.E.z_grid=2"])
-    torch.manual_seed(0)
-    model = BicycleGAN(recipe)
+    parts = parts_of(recipe, seed=0)
+    model = parts.model
     before = {k: v.clone() for k, v in model.networks["E"].state_dict().items()}
-    losses = model.train_step(batch())
+    losses = parts.step(variant_batch())
     assert all(torch.isfinite(v) for v in losses.values())
     assert losses["kl"] > 0 and losses["latent"] > 0
     assert any(not torch.equal(v, model.networks["E"].state_dict()[k]) for k, v in before.items())
-    samples = model.sample(batch()["A"][:2], num_z=3)
+    samples = model.sample(variant_batch()["A"][:2], num_z=3)
     assert samples.shape == (2, 3, 3, 32, 32)
     assert not torch.allclose(samples[:, 0], samples[:, 1])

@@ -1,9 +1,6 @@
 """The BicycleGAN paper's baselines as recipes (recipes/bicyclegan_variants/): one model, other weights."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,8 +8,8 @@ import torch.nn.functional as F
 from ganzoo.errors import RecipeError
 from ganzoo.models import BicycleGAN
 from ganzoo.recipe import prepare_recipe
+from helpers import TINY, VARIANTS_DIR, parts_of, variant, variant_batch
 
-VARIANTS_DIR = Path(__file__).resolve().parents[1] / "recipes" / "bicyclegan_variants"
 COMMON = VARIANTS_DIR / "shapes_common.yaml"
 
 # variant file -> (networks built, loss terms a training step reports)
@@ -24,20 +21,6 @@ EXPECTED = {
     "clr_gan": ({"G", "E", "D2"}, {"gan2", "latent", "D2"}),
     "bicyclegan": ({"G", "E", "D", "D2"}, {"gan", "gan2", "l1", "kl", "latent", "D", "D2"}),
 }
-
-# Small enough for a CPU test step: 32 px, 8 channels everywhere.
-TINY = ["model.networks.G.num_downs=5", "model.networks.G.ngf=8", "model.networks.E.nef=8",
-        "model.networks.D.ndf=8", "model.networks.D2.ndf=8", "model.nz=4", "train.batch_size=4"]
-
-
-def variant(name: str, overrides: list[str] | None = None) -> dict[str, Any]:
-    return prepare_recipe(VARIANTS_DIR / f"{name}.yaml", overrides or [])
-
-
-def batch(n: int = 4, size: int = 32) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(3)
-    return {"A": torch.rand(n, 1, size, size, generator=g) * 2 - 1,
-            "B": torch.rand(n, 3, size, size, generator=g) * 2 - 1}
 
 
 def params(net: torch.nn.Module) -> list[torch.Tensor]:
@@ -55,10 +38,10 @@ def test_every_variant_file_is_shipped_with_a_one_line_description() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_variants_differ_from_the_common_recipe_only_in_weights_and_network_choices(name: str) -> None:
     common, recipe = prepare_recipe(COMMON), variant(name)
-    assert recipe["data"] == common["data"]
-    assert recipe["train"] == common["train"]
-    assert recipe["log"] == common["log"]
-    model, base = dict(recipe["model"]), dict(common["model"])
+    assert recipe.data == common.data
+    assert recipe.train == common.train
+    assert recipe.log == common.log
+    model, base = recipe.model.to_dict(), common.model.to_dict()
     allowed = {"losses", "networks", "use_same_D", "latent_trains_E"}
     assert {k for k in base if model.get(k) != base[k]} <= allowed
     assert set(model["networks"]) == EXPECTED[name][0]
@@ -71,18 +54,19 @@ def test_variants_differ_from_the_common_recipe_only_in_weights_and_network_choi
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_variant_trains_one_step_with_its_own_terms(name: str) -> None:
     recipe = variant(name, TINY)
-    model = BicycleGAN(recipe)
+    parts = parts_of(recipe)
+    model = parts.model
     assert set(model.networks) == EXPECTED[name][0]
-    losses = model.train_step(batch())
+    losses = parts.step(variant_batch())
     assert set(losses) == EXPECTED[name][1] | {"G_total"}
     assert all(torch.isfinite(v) for v in losses.values())
-    rows = model.visuals(batch(), torch.zeros(2, 4))
+    rows = model.visuals(variant_batch(), torch.zeros(2, 4))
     assert len(rows) == (5 if "E" in model.networks else 4)  # A, B, [G(A, E(B))], two random z
 
 
 def test_l1_random_is_the_l1_from_the_random_z_output_to_b() -> None:
     model = BicycleGAN(variant("pix2pix_noise", TINY))
-    data = batch()
+    data = variant_batch()
     A_enc, B_enc = data["A"][:2], data["B"][:2]
     total, losses, fake_enc, fake_rand = model.generator_objective(A_enc, B_enc)
     assert fake_enc is None  # no encoded branch at all
@@ -95,26 +79,26 @@ def test_l1_random_is_the_l1_from_the_random_z_output_to_b() -> None:
 
 def test_l1_random_defaults_to_zero_so_bicyclegan_is_unchanged() -> None:
     assert BicycleGAN.loss_weights["l1_random"] == 0.0
-    assert variant("bicyclegan")["model"]["losses"]["l1_random"] == 0.0
+    assert variant("bicyclegan").model.losses["l1_random"] == 0.0
 
 
 def test_clr_gan_trains_its_encoder_with_the_latent_loss_and_bicyclegan_does_not() -> None:
-    model = BicycleGAN(variant("clr_gan", TINY))
-    before = params(model.networks["E"])
-    model.train_step(batch())
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.networks["E"].parameters()))
+    parts = parts_of(variant("clr_gan", TINY))
+    before = params(parts.model.networks["E"])
+    parts.step(variant_batch())
+    assert any(not torch.equal(a, b) for a, b in zip(before, parts.model.networks["E"].parameters()))
 
     # The same weights with latent_trains_E off: E has no teacher and keeps its weights.
-    frozen = BicycleGAN(variant("clr_gan", [*TINY, "model.latent_trains_E=false"]))
-    before = params(frozen.networks["E"])
-    frozen.train_step(batch())
-    assert all(torch.equal(a, b) for a, b in zip(before, frozen.networks["E"].parameters()))
+    frozen = parts_of(variant("clr_gan", [*TINY, "model.latent_trains_E=false"]))
+    before = params(frozen.model.networks["E"])
+    frozen.step(variant_batch())
+    assert all(torch.equal(a, b) for a, b in zip(before, frozen.model.networks["E"].parameters()))
 
 
 def test_pix2pix_noise_builds_no_encoder_even_when_the_recipe_lists_one() -> None:
     recipe = variant("pix2pix_noise")
-    assert "E" not in recipe["model"]["networks"]
-    assert BicycleGAN.required_networks(recipe["model"]) == ["G", "D"]
+    assert "E" not in recipe.model.networks
+    assert BicycleGAN.required_networks(recipe.model) == ["G", "D"]
 
 
 def test_kl_with_a_point_estimate_encoder_is_refused() -> None:
