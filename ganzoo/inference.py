@@ -82,7 +82,7 @@ def load(run_or_checkpoint: str | os.PathLike[str], device: torch.device | str |
         run_or_checkpoint: a run folder (its newest usable checkpoint) or a ``.pt`` file written by
             ``ganzoo train`` or ``ganzoo import-official``.
         device: where the networks go; ``None`` picks the recipe's ``train.device`` rule (``auto``:
-            CUDA, then MPS, then CPU).
+            CUDA when present, else the CPU).
         ema: use the generators' weight average when the run kept one (``train.ema``); False gives
             the trained weights themselves.
         plugins: plugins to import first (module names or ``.py`` paths), as ``--plugin`` does.
@@ -161,6 +161,8 @@ def list_inputs(path: str | os.PathLike[str]) -> list[Path]:
         return [path]
     if path.is_dir():
         return list_images(path)
+    if path.exists():
+        raise DataError(f"input {path} is not a regular file or folder (a FIFO, socket or device?)")
     raise DataError(f"input {path} does not exist")
 
 

@@ -318,8 +318,9 @@ def missing_plugins_error(path: str | os.PathLike[str], error: GanzooError, pend
         return error
     names = ", ".join(pending)
     usage = f"`ganzoo --plugin {pending[0]} {command} ...`" if command else f"--plugin {pending[0]}"
+    what = error.message if error.message.startswith(f"{path}: ") else f"{path}: {error.message}"
     return CheckpointError(
-        f"{path}: {error.message}. Its recipe lists plugin(s) {names}, which were not imported: "
+        f"{what.rstrip('.')}. Its recipe lists plugin(s) {names}, which were not imported: "
         "loading a checkpoint never runs code it names",
         hint=f"if you trust them, import them with {usage} or --trust-checkpoint-plugins; in Python, "
              f"ganzoo.load(path, plugins=[...]) or ganzoo.load(path, trust_checkpoint_plugins=True)")

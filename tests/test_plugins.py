@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from ganzoo import plugins
 from ganzoo.cli import main
 from ganzoo.plugins import PluginError, load_entry_point_plugins, load_plugin
-from ganzoo.recipe import prepare_recipe
+from ganzoo.cli.options import recipe_with_plugins
 from ganzoo.registry import get_component, list_components, registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,9 +199,9 @@ def test_recipe_plugins_are_imported_before_validation_and_train(tmp_path: Path,
     (tmp_path / "loss_plugin.py").write_text(
         f"import sys\nsys.path.insert(0, {str(EXAMPLES / 'ganzoo-smooth-hinge')!r})\n"
         "import ganzoo_smooth_hinge\nganzoo_smooth_hinge.register_components()\n")
-    resolved = prepare_recipe(recipe_path)
-    assert resolved["plugins"] == ["ganzoo_sn_patchgan", str((tmp_path / "loss_plugin.py").resolve())]
-    assert resolved["model"]["networks"]["D"]["type"] == "sn_patchgan"
+    resolved = recipe_with_plugins(recipe_path)  # what every command reading a recipe file does
+    assert resolved.plugins == ("ganzoo_sn_patchgan", str((tmp_path / "loss_plugin.py").resolve()))
+    assert resolved.model.networks["D"]["type"] == "sn_patchgan"
     out = tmp_path / "run"
     result = CliRunner().invoke(main, ["train", str(recipe_path), "--out", str(out), "--no-progress"],
                                 catch_exceptions=False)
@@ -219,9 +219,10 @@ def test_recipe_naming_an_unknown_plugin_fails_before_anything_runs(tmp_path: Pa
 
 
 def test_loading_a_checkpoint_whose_plugin_is_gone_names_the_recipe_key(tmp_path: Path) -> None:
-    """ganzoo.load imports the stored recipe's plugins first; a missing one is an error keyed plugins[i]."""
+    """ganzoo.load never imports a stored recipe's plugins unless trusted; trusted, a missing one is an
+    error keyed plugins[i]; untrusted, the error names the plugins it did not import."""
     import ganzoo
-    from ganzoo.errors import RecipeError
+    from ganzoo.errors import CheckpointError, RecipeError
     from ganzoo.training.checkpoint import FORMAT, VERSION, atomic_save
 
     gone = tmp_path / "gone_parts.py"
@@ -229,4 +230,6 @@ def test_loading_a_checkpoint_whose_plugin_is_gone_names_the_recipe_key(tmp_path
                         "recipe": {"model": {"type": "pix2pix"}, "plugins": [str(gone)]}},
                        tmp_path / "run.pt")
     with pytest.raises(RecipeError, match=r"plugins\[0\]: plugin file .*gone_parts\.py does not exist"):
+        ganzoo.load(path, device="cpu", trust_checkpoint_plugins=True)
+    with pytest.raises(CheckpointError, match=r"lists plugin\(s\) .*gone_parts\.py, which were not imported"):
         ganzoo.load(path, device="cpu")

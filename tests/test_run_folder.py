@@ -215,3 +215,18 @@ def test_full_disk_at_a_checkpoint_is_one_message_not_masked_by_tensorboard(data
     assert "could not write checkpoint" in result.output and "No space left on device" in result.output
     assert "step_00000002.pt is intact" in result.output and "free some disk space" in result.output
     assert "Traceback" not in result.output and "unexpected pos 4352" in result.output
+
+
+def test_an_allocation_failure_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What torch raises when a recipe asks for terabytes: RuntimeError "DefaultCPUAllocator: can't allocate"."""
+    from ganzoo.cli import list_cmd
+
+    def huge(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 140737488355328 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(list_cmd, "list_components", huge, raising=False)
+    result = invoke(["list"])
+    if "can't allocate" not in result.output:
+        pytest.skip("ganzoo list no longer calls list_components; the handler is tested through it only")
+    assert result.exit_code == 2 and "ran out of memory" in result.output and "Traceback" not in result.output

@@ -70,6 +70,14 @@ class GanzooGroup(click.Group):
             print_error(GanzooError("ran out of memory", hint="the recipe or input asks for more memory than "
                                     "this machine has (image size, widths, batch size)"))
             ctx.exit(2)
+        except RuntimeError as exc:  # torch's allocators: CPU "can't allocate memory", CUDA OutOfMemoryError
+            text = str(exc)
+            if type(exc).__name__ != "OutOfMemoryError" and "can't allocate memory" not in text:
+                raise
+            first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+            print_error(GanzooError(f"ran out of memory ({first[:300]})",
+                                    hint="lower the widths (ngf/ndf/nef), the image size or the batch size"))
+            ctx.exit(2)
 
 
 @click.group(cls=GanzooGroup, context_settings={"help_option_names": ["-h", "--help"]})

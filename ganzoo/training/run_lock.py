@@ -29,6 +29,8 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 LOCK_FILE = ".ganzoo-train.lock"
+# Folders this process holds the lock of (see held_here: the Trainer does not lock what the CLI locked).
+_HELD: set[str] = set()
 #: Set by a process that holds a run folder's lock for the processes it starts (``--nproc``).
 INHERITED_ENV = "GANZOO_RUN_LOCK"
 
@@ -54,7 +56,8 @@ class RunLock:
         return info if isinstance(info, dict) else {}
 
     def acquire(self) -> RunLock:
-        """Take the lock or raise :class:`RunFolderError` naming the process that holds it."""
+        """Take the lock or raise :class:`RunFolderError` naming the process that holds it (this one
+        included: a second lock on a folder is refused even in the process holding the first)."""
         if self._fd is not None or fcntl is None:
             return self
         try:
@@ -79,6 +82,7 @@ class RunLock:
                 return self  # a file system without locks (some network mounts): go on unlocked
             raise RunFolderError(f"cannot lock the output folder {self.folder}: {exc.strerror or exc}") from None
         self._fd = fd
+        _HELD.add(lock_key(self.folder))
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         try:
             os.ftruncate(fd, 0)
@@ -92,6 +96,7 @@ class RunLock:
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
+        _HELD.discard(lock_key(self.folder))
         try:
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -111,9 +116,14 @@ def lock_key(folder: str | os.PathLike[str]) -> str:
     return str(Path(folder).expanduser().resolve())
 
 
+def held_here(folder: str | os.PathLike[str]) -> bool:
+    """Whether this process already holds ``folder``'s lock (``ganzoo train`` took it before the Trainer)."""
+    return lock_key(folder) in _HELD
+
+
 def inherited(folder: str | os.PathLike[str]) -> bool:
     """Whether a parent process (``ganzoo train --nproc``) already holds ``folder``'s lock for this one."""
     return os.environ.get(INHERITED_ENV) == lock_key(folder)
 
 
-__all__ = ["INHERITED_ENV", "LOCK_FILE", "RunLock", "inherited", "lock_key"]
+__all__ = ["INHERITED_ENV", "LOCK_FILE", "RunLock", "held_here", "inherited", "lock_key"]
