@@ -13,8 +13,7 @@ from ganzoo.evaluation import evaluate, flat_scores
 from ganzoo.inference import load
 from ganzoo.recipe import prepare_recipe
 from ganzoo.training.trainer import Trainer
-
-from test_sample import BICYCLE, RECIPES, tiny_run
+from helpers import BICYCLE, RECIPES, tiny_run
 
 
 @pytest.fixture(scope="module")

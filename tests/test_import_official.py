@@ -20,8 +20,7 @@ from ganzoo.cli import main
 from ganzoo.data.shapes import generate_shapes
 from ganzoo.errors import CheckpointError
 from ganzoo.official import convert_official_state, official_key_map, to_official
-
-from test_sample import BICYCLE, RECIPES
+from helpers import BICYCLE, RECIPES
 
 NETWORKS = {
     "pix2pix unet_128": (lambda: build("generator", "unet_128", ngf=4, norm="batch", use_dropout=True),
@@ -146,6 +145,8 @@ def test_import_official_cli_writes_a_loadable_checkpoint(shapes: Path, tmp_path
     payload = torch.load(out, weights_only=True)
     assert payload["resumable"] is False and "optimizers" not in payload
     loaded = ganzoo.load(out, device="cpu")
+    # the checkpoint stores the plain recipe, which resolves to the typed one the model carries
+    assert isinstance(payload["recipe"], dict) and ganzoo.recipe.resolve_recipe(payload["recipe"]) == loaded.recipe
     A, z = torch.randn(1, 1, 64, 64), torch.randn(2, 8)
     assert torch.equal(loaded.sample(A, z=z)[0], G(A.repeat(2, 1, 1, 1), z))
 

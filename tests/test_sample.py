@@ -12,26 +12,9 @@ import ganzoo
 from ganzoo.cli import main
 from ganzoo.data.shapes import generate_shapes
 from ganzoo.errors import CheckpointError
-from ganzoo.inference import build_model, interpolate_latents
-from ganzoo.recipe import prepare_recipe
-from ganzoo.training.checkpoint import CheckpointDir
-
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
-
-
-def tiny_run(tmp: Path, recipe: str, data_root: Path, *overrides: str) -> Path:
-    """A run folder holding one checkpoint of an untrained, slim model."""
-    resolved = prepare_recipe(RECIPES / recipe, [f"data.root={data_root}", "data.shapes=null", "train.device=cpu",
-                                                 *overrides])
-    model = build_model(resolved, "cpu")
-    run = tmp / resolved["model"]["type"]
-    payload = {"step": 3, "recipe": resolved, "networks": {n: net.state_dict() for n, net in model.networks.items()}}
-    CheckpointDir(run / "checkpoints").save(payload, 3)
-    return run
-
-
-BICYCLE = ("model.networks.G.ngf=8", "model.networks.E.nef=8", "model.networks.D.ndf=8", "model.networks.D2.ndf=8")
-
+from ganzoo.inference import interpolate_latents
+from ganzoo.recipe import Recipe
+from helpers import BICYCLE, tiny_run
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -115,4 +98,5 @@ def test_pix2pix_gives_one_output_and_refuses_z_options(tmp_path: Path) -> None:
     assert sorted(p.name for p in (out / "00000").glob("sample_*.png")) == ["sample_00.png"]
     refused = CliRunner().invoke(main, ["sample", str(run), "--input", str(data / "val"), "--interp", "3"])
     assert refused.exit_code == 1 and "latent code" in refused.output
-    assert ganzoo.load(run).recipe["model"]["type"] == "pix2pix"
+    loaded = ganzoo.load(run)
+    assert isinstance(loaded.recipe, Recipe) and loaded.recipe.model.type == "pix2pix"
