@@ -6,7 +6,8 @@
 
 With ``metrics=None`` every registered metric that applies to the model and data runs; one whose
 weights or package are missing is reported under ``unavailable`` instead of stopping the others.
-A metric named explicitly must run: if it cannot, that is an error.
+A metric named explicitly must run: if it cannot, that is an error, unless ``strict=False`` (what
+training uses: an evaluation never stops a run), which records it as ``unavailable`` or ``skipped``.
 """
 from __future__ import annotations
 
@@ -48,6 +49,21 @@ def evaluation_dataset(recipe: Recipe, split: str = "val", data_root: str | os.P
     return make_dataset(recipe.replace(data=data), split, **extra)
 
 
+def weight_options(inception: str | os.PathLike[str] | None = None,
+                   lpips: str | os.PathLike[str] | None = None) -> dict[str, dict[str, Any]]:
+    """``metric_options`` that point the metrics at local weight files (InceptionV3 for fid/kid, the
+    LPIPS backbone for diversity), as ``ganzoo eval --inception-weights/--lpips-weights`` and the
+    recipe's ``train.eval_weights`` give them; None leaves a metric to its environment variable and
+    the torch hub cache."""
+    options: dict[str, dict[str, Any]] = {}
+    if inception is not None:
+        options["fid"] = {"inception_weights": os.fspath(inception)}
+        options["kid"] = {"inception_weights": os.fspath(inception)}
+    if lpips is not None:
+        options["diversity"] = {"backbone_weights": os.fspath(lpips)}
+    return options
+
+
 def _choose(names: Iterable[str] | None) -> tuple[list[str], bool]:
     known = metric_names()
     if names is None:
@@ -63,7 +79,8 @@ def _choose(names: Iterable[str] | None) -> tuple[list[str], bool]:
 def evaluate(model: nn.Module | str | os.PathLike[str], *, data_root: str | os.PathLike[str] | None = None,
              split: str = "val", metrics: Iterable[str] | None = None, num_inputs: int = 100, num_z: int = 20,
              seed: int = 0, direction: str = "AtoB", metric_options: Mapping[str, Mapping[str, Any]] | None = None,
-             device: torch.device | str | None = None, dataset: Any = None) -> dict[str, Any]:
+             device: torch.device | str | None = None, dataset: Any = None,
+             strict: bool | None = None) -> dict[str, Any]:
     """Score a model on one split.
 
     Args:
@@ -76,6 +93,9 @@ def evaluate(model: nn.Module | str | os.PathLike[str], *, data_root: str | os.P
         direction: for CycleGAN, ``AtoB`` evaluates G_A on domain A, ``BtoA`` G_B on domain B.
         metric_options: per-metric constructor arguments (``{"fid": {"feature": net}}``).
         dataset: a ready dataset instead of the recipe's (its items as the datasets give them).
+        strict: whether a metric that cannot run (:class:`MetricUnavailable`) or does not apply is an
+            error; default: when ``metrics`` names them. False records them under ``unavailable`` /
+            ``skipped`` and scores the others.
 
     Returns:
         ``{"checkpoint", "step", "weight_average", "model", "protocol", "metrics": {name: {score: value, "info": {...}}},
@@ -99,6 +119,8 @@ def evaluate(model: nn.Module | str | os.PathLike[str], *, data_root: str | os.P
         except (DataError, RecipeError) as exc:
             raise DataError(f"cannot evaluate on split {split!r}: {exc.message}", hint=exc.hint) from None
     chosen, explicit = _choose(metrics)
+    if strict is not None:
+        explicit = strict
     options = dict(metric_options or {})
     was_training = model.training
     model.eval()
@@ -163,4 +185,4 @@ def log_to_tensorboard(result: Mapping[str, Any], writer_or_dir: Any, step: int 
         writer.close()
 
 
-__all__ = ["evaluate", "evaluation_dataset", "flat_scores", "log_to_tensorboard", "metric_names"]
+__all__ = ["evaluate", "evaluation_dataset", "flat_scores", "log_to_tensorboard", "metric_names", "weight_options"]

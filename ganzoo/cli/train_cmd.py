@@ -13,8 +13,10 @@ from ganzoo.cli.options import recipe_with_plugins, safe_folder_name, set_option
 from ganzoo.errors import GanzooError, RecipeError, RunFolderError
 from ganzoo.recipe.schema import Recipe
 
-# Keys that may change when a run is resumed: how long to train and how to log, never the maths.
-RESUMABLE_OVERRIDES = ("train.max_steps", "train.epochs", "train.epochs_decay", "log.", "data.workers")
+# Keys that may change when a run is resumed: how long to train, how to log and where, never the maths
+# (a run trained on a GPU continues on the CPU or another GPU: train.device).
+RESUMABLE_OVERRIDES = ("train.max_steps", "train.epochs", "train.epochs_decay", "log.", "data.workers",
+                       "train.device")
 
 
 def remember_cli_plugins(recipe: Recipe) -> Recipe:
@@ -47,7 +49,7 @@ def _resume_plan(resume_dir: Path, recipe: Path | None, overrides: tuple[str, ..
     for item in overrides:
         key = item.split("=", 1)[0].strip()
         if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_OVERRIDES):
-            raise RecipeError(key, "cannot change when resuming (only the length and logging can)",
+            raise RecipeError(key, "cannot change when resuming (only the length, logging and train.device can)",
                               hint="start a new run with --out to change the model, data or optimiser")
     # The user's own run folder is trusted: its plugins are imported, and the screen says so.
     stored_yaml = resume_dir / "recipe.yaml"

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from ganzoo.metrics.base import EvalContext, Metric, MetricResult, MetricUnavailable, find_weight_file
+from ganzoo.metrics.weights import read_state_dict, wrong_weights
 from ganzoo.registry import register
 
 #: LPIPS backbone -> the torchvision ImageNet weight file it needs.
@@ -66,11 +67,16 @@ def load_lpips(net: str = "alex", version: str = "0.0", backbone_weights: str | 
         warnings.simplefilter("ignore", UserWarning)
         model = lpips.LPIPS(net=net, version=version, pnet_rand=True, verbose=False)
     if weights is not None:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        expected = f"the {net} ImageNet weights LPIPS needs (torchvision's {BACKBONE_FILES[net]})"
         own = model.net.state_dict()
         # lpips slices torchvision's `features` into slice1..5 but keeps each layer's index.
-        mapped = {key: state[f"features.{key.split('.', 1)[1]}"] for key in own}
-        model.net.load_state_dict(mapped)
+        names = {key: f"features.{key.split('.', 1)[1]}" for key in own}
+        state = read_state_dict(weights, expected, required=names.values())
+        for key, name in names.items():
+            if state[name].shape != own[key].shape:
+                raise wrong_weights(weights, expected, f"{name} has shape {tuple(state[name].shape)}, "
+                                    f"not {tuple(own[key].shape)}")
+        model.net.load_state_dict({key: state[name] for key, name in names.items()})
     return model.eval().requires_grad_(False)
 
 

@@ -13,6 +13,7 @@ as FID is biased by N (compare scores only at equal N).
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from ganzoo.metrics.base import EvalContext, Metric, MetricResult, MetricUnavailable, find_weight_file
+from ganzoo.metrics.weights import read_state_dict, wrong_weights
 from ganzoo.registry import register
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -43,13 +45,25 @@ def find_inception_weights(path: str | os.PathLike[str] | None = None) -> Path:
                             url=inception_url(), option="--inception-weights")
 
 
+#: What a wrong file is told it is not.
+INCEPTION_EXPECTED = f"the InceptionV3 weights FID/KID need (torch-fidelity's {INCEPTION_FILE})"
+
+
 def _safe_weights(path: Path) -> None:
-    # torch-fidelity loads the file with weights_only=False; refuse files that carry code first.
-    try:
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise MetricUnavailable(f"refused to load {path}: not a plain tensor file ({str(exc).splitlines()[0]})") \
-            from None
+    # torch-fidelity loads the file with weights_only=False: check first that it is plain tensors (a file
+    # carrying code is refused unread) and looks like its InceptionV3, so a wrong file is one clear line.
+    read_state_dict(path, INCEPTION_EXPECTED,
+                    required=("Conv2d_1a_3x3.conv.weight", "Mixed_7c.branch_pool.conv.weight", "fc.weight"))
+
+
+def _first_problem(exc: BaseException) -> str:
+    """What a ``load_state_dict`` error says is wrong first, in a few words (its key lists counted)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    line = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else (lines or [""])[0]
+    keys = re.findall(r'"([^"]+)"', line)
+    if keys and ":" in line:
+        line = f"{line.split(':', 1)[0].lower()}: {len(keys)}, e.g. {keys[0]!r}"
+    return line if len(line) <= 160 else line[:157] + "..."
 
 
 def _rgb_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -83,8 +97,12 @@ class _FeatureMetric(Metric):
 
         # Built here from the local file and handed over as a module: torchmetrics' own KID path
         # would fetch the weights from the internet when they are not in the hub cache.
-        network = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
-                                     feature_extractor_weights_path=str(path))
+        try:
+            network = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
+                                         feature_extractor_weights_path=str(path))
+        except RuntimeError as exc:  # tensors of another network (torchvision's InceptionV3, say)
+            raise wrong_weights(path, INCEPTION_EXPECTED,
+                                f"its tensors do not fit that network ({_first_problem(exc)})") from None
         network.num_features = 2048
         return network, {"feature_network": "InceptionV3 (torch-fidelity inception-v3-compat), pool3 2048-d",
                              "weights": path.name, "resize": INCEPTION_RESIZE}

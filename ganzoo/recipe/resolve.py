@@ -435,6 +435,21 @@ def _check_sizes(data: dict[str, Any]) -> None:
                           f"{data['load_size']}, but {data['preprocess']} crops it from the scaled image",
                           hint=f"set data.load_size >= {data['crop_size']} or data.preprocess=crop")
 
+def _check_eval_metrics(train: dict[str, Any]) -> None:
+    """``train.eval_metrics`` names registered metrics: a typo fails now, not at the first evaluation."""
+    names = train.get("eval_metrics")
+    if not names:
+        return
+    import ganzoo.metrics  # noqa: F401  (registers the built-in metrics)
+    from ganzoo.registry import list_components
+
+    known = list_components("metric")["metric"]
+    for i, name in enumerate(names):
+        if name not in known:
+            raise RecipeError(f"train.eval_metrics[{i}]", f"{_short(name)} is not a registered metric",
+                              hint=did_you_mean(name, known) or f"metrics: {', '.join(known)}")
+
+
 
 def network_input_size(data: DataConfig) -> tuple[str, int] | None:
     """The key that fixes the side of the images the networks see, and its value (None: unknown)."""
@@ -569,6 +584,7 @@ def _resolve(raw: Mapping[str, Any], source: str | None, retired: str) -> tuple[
                    data=DataConfig.from_plain(recipe["data"]), train=TrainConfig.from_plain(recipe["train"]),
                    log=LogConfig.from_plain(recipe["log"]))
     cls.check_recipe(typed, networks)
+    _check_eval_metrics(recipe["train"])
     return typed, networks
 
 

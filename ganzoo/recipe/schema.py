@@ -173,6 +173,19 @@ class DataConfig(Section):
                           choices=("error", "skip"))
 
 
+@dataclass(frozen=True, kw_only=True)
+class EvalWeightsConfig(Section):
+    """``train.eval_weights``: local weight files of the metrics evaluated during training (the files
+    ``ganzoo eval --inception-weights / --lpips-weights`` take); relative to the working directory."""
+
+    inception: str | None = key(None, str, "InceptionV3 weights for fid/kid (torch-fidelity's "
+                                "weights-inception-2015-12-05-6726825d.pth; null: $GANZOO_INCEPTION_WEIGHTS or the "
+                                "torch hub cache)", nullable=True)
+    lpips: str | None = key(None, str, "ImageNet AlexNet weights of diversity's LPIPS backbone (torchvision's "
+                            "alexnet-owt-7be5be79.pth; null: $GANZOO_LPIPS_BACKBONE or the torch hub cache)",
+                            nullable=True)
+
+
 #: The optimizer keys every recipe shows; any other argument of the torch optimizer may be given
 #: too (``eps``, ``momentum``...). ``weight_decay`` defaults to torch's own value for the type.
 OPTIMIZER: dict[str, Key] = {
@@ -208,6 +221,11 @@ class TrainConfig(Section):
     deterministic: bool = key(False, bool, "on CUDA, deterministic kernels (cuDNN deterministic, no autotuning, "
                               "torch.use_deterministic_algorithms): two runs give the same weights bit for bit, "
                               "as they always do on the CPU")
+    cudnn_benchmark: bool | None = key(None, bool, "on CUDA, let cuDNN time its convolution algorithms on the first "
+                                       "steps and keep the fastest (torch.backends.cudnn.benchmark); null: on when "
+                                       "every image reaches the networks at one size (a cropping data.preprocess, "
+                                       "or the generated shapes world), off when sizes vary (scale_width, none); "
+                                       "always off under train.deterministic", nullable=True)
     channels_last: bool = key(False, bool, "channels-last memory format")
     compile: bool = key(False, bool, "torch.compile the networks")
     step_in_backward: bool = key(True, bool, "update parameters inside the backward pass as their gradients "
@@ -225,7 +243,11 @@ class TrainConfig(Section):
     eval_every: int | None = key(None, int, "evaluate on the val split every N steps (null: never)",
                                  nullable=True, minimum=1)
     eval_metrics: tuple[str, ...] | None = key(None, list, "metrics evaluated during training (null: all that "
-                                               "apply)", nullable=True, item_type=str)
+                                               "apply); one that cannot run (no weights, wrong file) is recorded as "
+                                               "unavailable with a warning, and training goes on", nullable=True,
+                                               item_type=str)
+    eval_weights: EvalWeightsConfig = section(EvalWeightsConfig, None, "weight files of the metrics evaluated "
+                                              "during training (never downloaded)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -320,8 +342,8 @@ TOP: dict[str, Key] = {
 }
 
 __all__ = ["DATA", "LOG", "MODEL", "OPTIMIZER", "REQUIRED", "SHAPES", "SIZE_MULTIPLE_FOR_NONE", "TOP", "TRAIN",
-           "DataConfig", "Key", "LogConfig", "ModelConfig", "Option", "Recipe", "ShapesConfig", "TrainConfig",
-           "keys_at"]
+           "DataConfig", "EvalWeightsConfig", "Key", "LogConfig", "ModelConfig", "Option", "Recipe", "ShapesConfig",
+           "TrainConfig", "keys_at"]
 
 #: Top-level keys consumed while loading, never present in a resolved recipe.
 LOAD_KEYS = ("base",)

@@ -31,11 +31,26 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` captured."""
+    """Restore what :func:`rng_state` captured, on whatever machine this is.
+
+    A checkpoint may come from a machine with another number of CUDA devices (or none): the CUDA
+    generators present here take the stored states of the same index; stored states beyond the
+    visible devices are ignored, and devices beyond the stored states keep their seeding. The CPU,
+    Python and NumPy generators are restored in full, so a CPU run resumes exactly.
+    """
     random.setstate((3, tuple(state["python"]), state["python_gauss"]))
     np_state = state["numpy"]
     np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
                          np_state["has_gauss"], np_state["gauss"]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    restore_cuda_rng(state.get("cuda") or [])
+
+
+def restore_cuda_rng(states: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> int:
+    """Set the generators of the visible CUDA devices from ``states`` (by index); return how many were set."""
+    if not torch.cuda.is_available():
+        return 0
+    count = min(len(states), torch.cuda.device_count())
+    for index in range(count):
+        torch.cuda.set_rng_state(states[index].cpu(), index)
+    return count

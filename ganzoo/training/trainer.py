@@ -70,22 +70,76 @@ def schedule_lengths(recipe: Recipe, steps_per_epoch: int) -> tuple[int, int]:
     """(total steps, steps of LR decay): from ``train.max_steps`` when set, else from the epochs."""
     train = recipe.train
     epochs, decay = train.epochs, train.epochs_decay
+#: ``ganzoo eval``'s weight-file flags and the recipe keys that give the same files during training.
+EVAL_WEIGHT_FLAGS = {"--inception-weights": "train.eval_weights.inception",
+                     "--lpips-weights": "train.eval_weights.lpips"}
+
+
     if train.max_steps:
         total = train.max_steps
         return total, round(total * decay / (epochs + decay)) if epochs + decay > 0 else 0
     return (epochs + decay) * steps_per_epoch, decay * steps_per_epoch
 
 
-def configure_kernels(device: torch.device, deterministic: bool) -> None:
-    """Kernel choices for a run on ``device``: cuDNN autotuning on CUDA (as the official code), or
-    deterministic kernels everywhere under ``train.deterministic``. CPU kernels are deterministic."""
+@dataclass(frozen=True)
+class KernelFlags:
+    """The CUDA kernel settings of a run: ``torch.backends.cudnn.benchmark``, ``cudnn.deterministic``
+    and ``torch.use_deterministic_algorithms``."""
+
+    cudnn_benchmark: bool
+    deterministic: bool
+
+
+def kernel_flags(recipe: Recipe) -> KernelFlags:
+    """The kernel settings a recipe asks for (a pure function of the recipe; applied on CUDA only).
+
+    ``train.deterministic`` turns autotuning off and deterministic kernels on. Otherwise
+    ``train.cudnn_benchmark`` decides; left null, cuDNN autotunes (as the official code always does)
+    when every image reaches the networks at one size: a cropping ``data.preprocess`` or the
+    generated shapes world. With sizes that vary (``scale_width``, ``none`` on a folder of images)
+    each new shape would be timed again, which costs more than it saves.
+    """
+    from ganzoo.recipe.resolve import network_input_size
+
+    train, data = recipe.train, recipe.data
+    if train.deterministic:
+        return KernelFlags(cudnn_benchmark=False, deterministic=True)
+    if train.cudnn_benchmark is not None:
+        return KernelFlags(cudnn_benchmark=bool(train.cudnn_benchmark), deterministic=False)
+    fixed = network_input_size(data) is not None and (data.preprocess != "scale_width" or data.shapes is not None)
+    return KernelFlags(cudnn_benchmark=fixed, deterministic=False)
+
+
+def configure_kernels(device: torch.device, flags: KernelFlags) -> None:
+    """Apply :func:`kernel_flags` for a run on ``device``; nothing changes off CUDA (CPU kernels are
+    deterministic for a fixed thread count)."""
     if device.type != "cuda":
         return
-    torch.backends.cudnn.benchmark = not deterministic
-    torch.backends.cudnn.deterministic = deterministic
-    if deterministic:
+    torch.backends.cudnn.benchmark = flags.cudnn_benchmark
+    torch.backends.cudnn.deterministic = flags.deterministic
+    if flags.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
-    torch.use_deterministic_algorithms(deterministic, warn_only=False)
+    torch.use_deterministic_algorithms(flags.deterministic, warn_only=False)
+
+
+def stored_device(payload: dict[str, Any]) -> str | None:
+    """The device a checkpoint was written on: as recorded, else its recipe's explicit ``train.device``
+    (None when unknown: an older checkpoint of a ``train.device: auto`` run)."""
+    device = payload.get("device")
+    if isinstance(device, str) and device:
+        return device_name(device)
+    recipe = payload.get("recipe")
+    train = recipe.get("train") if isinstance(recipe, dict) else None
+    spec = train.get("device") if isinstance(train, dict) else None
+    if isinstance(spec, str) and spec not in ("", "auto"):
+        return device_name(spec)
+    return None
+
+
+def device_name(device: torch.device | str) -> str:
+    """``cuda:N`` or ``cpu``: a bare ``cuda`` is the first GPU (as a single-process run uses it)."""
+    text = str(device)
+    return "cuda:0" if text == "cuda" else text
 
 
 @dataclass
@@ -159,7 +213,7 @@ class Trainer:
         # One process, or one rank of a torchrun launch (rank, device and process group from the env).
         self.dist = setup_distributed(train.device)
         self.device = self.dist.device
-        configure_kernels(self.device, train.deterministic)
+        configure_kernels(self.device, kernel_flags(recipe))
         seed_everything(train.seed)
         # Rank 0 generates the shapes world (when the recipe asks) before the other ranks read it.
         if not self.dist.is_main:
@@ -224,6 +278,7 @@ class Trainer:
         except OSError as exc:
             raise GanzooError(f"cannot write to the output folder {self.out_dir}: {exc.strerror or exc}") from None
 
+        self._eval_warned: set[str] = set()  # what an evaluation could not do, said once per run
     def _report_skipped_images(self, skipped: list[tuple[str, str]]) -> None:
         """Say which images ``data.bad_images: skip`` left out, on screen and in OUT/skipped_images.txt."""
         if not skipped or not self.dist.is_main:
@@ -287,6 +342,7 @@ class Trainer:
                     raise CheckpointError(f"{source} has no {what} state for {name} (it has {', '.join(stored)})",
                                           hint="the checkpoint was made by another recipe or ganzoo version")
                 try:
+            "device": device_name(self.device),  # where it ran: a resume elsewhere says so (the recipe may say "auto")
                     obj.load_state_dict(stored[name])
                 except (ValueError, KeyError, TypeError, RuntimeError) as exc:
                     raise CheckpointError(f"{what} {name} in {source} does not fit this recipe's: {exc}",
@@ -325,6 +381,10 @@ class Trainer:
             path = self.checkpoints.root / f"step_{self.step:08d}.pt"
         self.dist.barrier()
         return path
+        trained_on = stored_device(payload)
+        if trained_on is not None and trained_on != device_name(self.device) and self.dist.is_main:
+            self.console.print(f"[yellow]note:[/] this run was trained on {trained_on} and continues on {self.device}",
+                               highlight=False)
 
     # -- the loop ----------------------------------------------------------------------------
     def request_stop(self, signum: int = signal.SIGINT) -> None:
@@ -471,7 +531,7 @@ class Trainer:
 
     def evaluate(self, run_log: RunLog) -> dict[str, Any] | None:
         """Score the model on the val split (``train.eval_every``): TensorBoard ``eval/*`` and OUT/eval.jsonl."""
-        from ganzoo.evaluation import evaluate, evaluation_dataset, log_to_tensorboard
+        from ganzoo.evaluation import evaluate, evaluation_dataset, log_to_tensorboard, weight_options
 
         if self._eval_data is None:
             try:
@@ -481,8 +541,28 @@ class Trainer:
                                    "evaluation is off for this run[/]")
                 self._eval_off = True
                 return None
-        with self._averaged_weights():
-            result = evaluate(self.model, dataset=self._eval_data, metrics=self.recipe.train.eval_metrics)
+        train = self.recipe.train
+        options = weight_options(train.eval_weights.inception, train.eval_weights.lpips)
+        try:  # an evaluation never stops a run: what it cannot do is recorded and said once
+            with self._averaged_weights():
+                result = evaluate(self.model, dataset=self._eval_data, metrics=train.eval_metrics,
+                                  metric_options=options, strict=False)
+        except Exception as exc:  # noqa: BLE001  (a metric's failure must not cost the training)
+            detail = (exc.message if isinstance(exc, GanzooError) else str(exc)).splitlines() or [""]
+            self._warn_once(f"evaluation:{type(exc).__name__}",
+                            f"the evaluation at step {self.step} failed ({type(exc).__name__}: {detail[0]}); "
+                            "training goes on, and later evaluations try again")
+            return None
+        for name, message in result["unavailable"].items():
+            # the hint names ganzoo eval's flags: during training the weight files are recipe keys
+            for flag, key in EVAL_WEIGHT_FLAGS.items():
+                message = message.replace(flag, key)
+            text = result["unavailable"][name] = message.replace("\n  hint: ", "; ")
+            self._warn_once(f"unavailable:{name}", f"metric {name} is unavailable during training and is recorded "
+                            f"as such in eval.jsonl: {text}")
+        for name, reason in result["skipped"].items():
+            if train.eval_metrics is not None and name in train.eval_metrics:
+                self._warn_once(f"skipped:{name}", f"metric {name} in train.eval_metrics does not apply here: {reason}")
         result["step"] = self.step
         if run_log.writer is not None:
             log_to_tensorboard(result, run_log.writer, self.step)
@@ -503,3 +583,8 @@ class Trainer:
             rows = self.model.visuals(self._sample_batch, self._sample_z)
         self.model.train()
         return run_log.sample_grid(self.step, rows)
+    def _warn_once(self, what: str, message: str) -> None:
+        if what not in self._eval_warned:
+            self._eval_warned.add(what)
+            self.console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
