@@ -429,12 +429,6 @@ def _check_epochs(train: dict[str, Any]) -> None:
                           hint="set train.epochs or train.max_steps")
 
 
-def _check_sizes(data: dict[str, Any]) -> None:
-    if data["preprocess"] in schema.SCALE_THEN_CROP and data["crop_size"] > data["load_size"]:
-        raise RecipeError("data.crop_size", f"{data['crop_size']} is larger than data.load_size "
-                          f"{data['load_size']}, but {data['preprocess']} crops it from the scaled image",
-                          hint=f"set data.load_size >= {data['crop_size']} or data.preprocess=crop")
-
 def _check_eval_metrics(train: dict[str, Any]) -> None:
     """``train.eval_metrics`` names registered metrics: a typo fails now, not at the first evaluation."""
     names = train.get("eval_metrics")
@@ -449,6 +443,12 @@ def _check_eval_metrics(train: dict[str, Any]) -> None:
             raise RecipeError(f"train.eval_metrics[{i}]", f"{_short(name)} is not a registered metric",
                               hint=did_you_mean(name, known) or f"metrics: {', '.join(known)}")
 
+
+def _check_sizes(data: dict[str, Any]) -> None:
+    if data["preprocess"] in schema.SCALE_THEN_CROP and data["crop_size"] > data["load_size"]:
+        raise RecipeError("data.crop_size", f"{data['crop_size']} is larger than data.load_size "
+                          f"{data['load_size']}, but {data['preprocess']} crops it from the scaled image",
+                          hint=f"set data.load_size >= {data['crop_size']} or data.preprocess=crop")
 
 
 def network_input_size(data: DataConfig) -> tuple[str, int] | None:
@@ -577,6 +577,7 @@ def _resolve(raw: Mapping[str, Any], source: str | None, retired: str) -> tuple[
     recipe["train"]["optimizers"] = _resolve_optimizer_overrides(recipe, cls)
     _check_sizes(recipe["data"])
     _check_epochs(recipe["train"])
+    _check_eval_metrics(recipe["train"])
     networks = build_meta_networks(recipe)
     _check_networks(recipe, networks)
     _fill_channels(recipe, cls, networks)
@@ -584,7 +585,6 @@ def _resolve(raw: Mapping[str, Any], source: str | None, retired: str) -> tuple[
                    data=DataConfig.from_plain(recipe["data"]), train=TrainConfig.from_plain(recipe["train"]),
                    log=LogConfig.from_plain(recipe["log"]))
     cls.check_recipe(typed, networks)
-    _check_eval_metrics(recipe["train"])
     return typed, networks
 
 

@@ -66,15 +66,15 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def schedule_lengths(recipe: Recipe, steps_per_epoch: int) -> tuple[int, int]:
-    """(total steps, steps of LR decay): from ``train.max_steps`` when set, else from the epochs."""
-    train = recipe.train
-    epochs, decay = train.epochs, train.epochs_decay
 #: ``ganzoo eval``'s weight-file flags and the recipe keys that give the same files during training.
 EVAL_WEIGHT_FLAGS = {"--inception-weights": "train.eval_weights.inception",
                      "--lpips-weights": "train.eval_weights.lpips"}
 
 
+def schedule_lengths(recipe: Recipe, steps_per_epoch: int) -> tuple[int, int]:
+    """(total steps, steps of LR decay): from ``train.max_steps`` when set, else from the epochs."""
+    train = recipe.train
+    epochs, decay = train.epochs, train.epochs_decay
     if train.max_steps:
         total = train.max_steps
         return total, round(total * decay / (epochs + decay)) if epochs + decay > 0 else 0
@@ -257,6 +257,7 @@ class Trainer:
         self.step = 0
         self._eval_data: Any = None  # the val split, built on the first train.eval_every evaluation
         self._eval_off = False
+        self._eval_warned: set[str] = set()  # what an evaluation could not do, said once per run
         self._stop_signal: int | None = None
         self.skipped_steps = 0
         if self.dist.is_main:  # a disk that cannot hold a checkpoint fails now, not hours from now
@@ -278,7 +279,6 @@ class Trainer:
         except OSError as exc:
             raise GanzooError(f"cannot write to the output folder {self.out_dir}: {exc.strerror or exc}") from None
 
-        self._eval_warned: set[str] = set()  # what an evaluation could not do, said once per run
     def _report_skipped_images(self, skipped: list[tuple[str, str]]) -> None:
         """Say which images ``data.bad_images: skip`` left out, on screen and in OUT/skipped_images.txt."""
         if not skipped or not self.dist.is_main:
@@ -321,6 +321,7 @@ class Trainer:
             "updater": self.updater.state_dict(),
             "accelerators": accelerator_states(self.accelerators),
             "rng": rng_state(),
+            "device": device_name(self.device),  # where it ran: a resume elsewhere says so (the recipe may say "auto")
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
@@ -342,7 +343,6 @@ class Trainer:
                     raise CheckpointError(f"{source} has no {what} state for {name} (it has {', '.join(stored)})",
                                           hint="the checkpoint was made by another recipe or ganzoo version")
                 try:
-            "device": device_name(self.device),  # where it ran: a resume elsewhere says so (the recipe may say "auto")
                     obj.load_state_dict(stored[name])
                 except (ValueError, KeyError, TypeError, RuntimeError) as exc:
                     raise CheckpointError(f"{what} {name} in {source} does not fit this recipe's: {exc}",
@@ -360,6 +360,10 @@ class Trainer:
         set_rng_state(payload["rng"])
         self.step = int(payload["step"])
         self.dist.seed_rank_stream(self.recipe.train.seed, self.step)
+        trained_on = stored_device(payload)
+        if trained_on is not None and trained_on != device_name(self.device) and self.dist.is_main:
+            self.console.print(f"[yellow]note:[/] this run was trained on {trained_on} and continues on {self.device}",
+                               highlight=False)
 
     def _stretch_schedules(self) -> None:
         """A resumed run that was lengthened (``--set train.max_steps``) follows the new schedule's rule
@@ -381,10 +385,6 @@ class Trainer:
             path = self.checkpoints.root / f"step_{self.step:08d}.pt"
         self.dist.barrier()
         return path
-        trained_on = stored_device(payload)
-        if trained_on is not None and trained_on != device_name(self.device) and self.dist.is_main:
-            self.console.print(f"[yellow]note:[/] this run was trained on {trained_on} and continues on {self.device}",
-                               highlight=False)
 
     # -- the loop ----------------------------------------------------------------------------
     def request_stop(self, signum: int = signal.SIGINT) -> None:
@@ -570,6 +570,11 @@ class Trainer:
             f.write(json.dumps(result) + "\n")
         return result
 
+    def _warn_once(self, what: str, message: str) -> None:
+        if what not in self._eval_warned:
+            self._eval_warned.add(what)
+            self.console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
     def _averaged_weights(self) -> AbstractContextManager[None]:
         """Samples and evaluations see what ``ganzoo.load`` will give: the weight average when kept."""
         return self.ema.applied(self.model) if self.ema is not None else nullcontext()
@@ -583,8 +588,3 @@ class Trainer:
             rows = self.model.visuals(self._sample_batch, self._sample_z)
         self.model.train()
         return run_log.sample_grid(self.step, rows)
-    def _warn_once(self, what: str, message: str) -> None:
-        if what not in self._eval_warned:
-            self._eval_warned.add(what)
-            self.console.print(f"[yellow]warning:[/] {message}", highlight=False)
-
