@@ -36,7 +36,8 @@ from rich.console import Console
 
 from ganzoo.errors import GanzooError, RecipeError
 from ganzoo.recipe import dump_recipe, load_recipe, resolve_recipe
-from ganzoo.recipe.load import apply_override, parse_yaml, split_override
+from ganzoo.plugins import activate_plugins
+from ganzoo.recipe.load import apply_override, apply_overrides, parse_yaml, split_override
 from ganzoo.recipe.schema import Recipe
 
 # Keys that may differ between a run folder and the plan without making it another experiment:
@@ -179,7 +180,11 @@ def plan_ablation(recipe: str | os.PathLike[str], grid: Iterable[str | GridAxis]
     if clash:
         raise RecipeError(clash[0], "is both a --grid key and a --set key; the grid would override --set",
                           hint="drop one of them")
-    base = load_recipe(recipe, list(overrides))
+    base = load_recipe(recipe)
+    activate_plugins(recipe=base, trust_recipe=True, recipe_source=os.fspath(recipe),
+                     base_dir=Path(recipe).expanduser().parent)
+    base = apply_overrides(base, list(overrides))
+    activate_plugins(recipe=base, trust_recipe=True, recipe_source=f"{os.fspath(recipe)} (with --set)", base_dir=".")
     runs: list[AblationRun] = []
     names: dict[str, int] = {}
     for combination in itertools.product(*(axis.values for axis in axes)):

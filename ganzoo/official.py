@@ -35,6 +35,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ganzoo.recipe.schema import Recipe
+from ganzoo.training.checkpoint import read_tensor_file
 from ganzoo.errors import CheckpointError, GanzooError
 
 #: ``latest_net_G_A.pth`` / ``200_net_E.pth`` -> the network name after ``net_``.
@@ -199,11 +201,7 @@ def read_official(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001  (any failure means: not a plain tensor file)
-        raise CheckpointError(f"cannot read {path} as plain tensors ({str(exc).splitlines()[0]})",
-                              hint="official networks are saved as state dicts; pickled models are refused") from None
+    state = read_tensor_file(path, "official weight file")  # corrupt or refused: one line
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} is not a state dict of tensors")
     return dict(state)
@@ -219,7 +217,7 @@ def network_name(path: str | os.PathLike[str]) -> str:
     return match.group("name")
 
 
-def import_official(files: Sequence[str], recipe: dict[str, Any], out: str | os.PathLike[str]) -> dict[str, Any]:
+def import_official(files: Sequence[str], recipe: Recipe, out: str | os.PathLike[str]) -> dict[str, Any]:
     """Convert official network files into one ganzoo checkpoint at ``out``.
 
     Args:
@@ -250,7 +248,7 @@ def import_official(files: Sequence[str], recipe: dict[str, Any], out: str | os.
     networks = dict(model.networks.items())
     unknown = [n for n in named if n not in networks]
     if unknown:
-        raise GanzooError(f"the recipe's {recipe['model']['type']} has no network {unknown[0]} "
+        raise GanzooError(f"the recipe's {recipe.model.type} has no network {unknown[0]} "
                           f"(it has {', '.join(networks)})", hint="check --recipe or name files NAME=PATH")
     kinds = getattr(model, "network_kinds", {})
     missing = [n for n in networks if n not in named and kinds.get(n) != "discriminator"]
@@ -261,7 +259,7 @@ def import_official(files: Sequence[str], recipe: dict[str, Any], out: str | os.
         state = convert_official_state(networks[name], states[name], name=name, source=str(path))
         networks[name].load_state_dict(state)
     payload = {
-        "format": FORMAT, "version": VERSION, "step": 0, "recipe": recipe,
+        "format": FORMAT, "version": VERSION, "step": 0, "recipe": recipe.to_dict(),
         "networks": {name: net.state_dict() for name, net in networks.items()},
         "resumable": False,
         "imported_from": {"files": {n: str(p) for n, p in named.items()},

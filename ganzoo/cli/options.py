@@ -72,19 +72,6 @@ def recipe_with_plugins(path: Any, overrides: Any = (), announce: Callable[[str]
     Plugins are imported through :func:`ganzoo.plugins.activate_plugins` before the overrides (which
     may name their components) and again after them (an override may add a plugin).
     """
-    from pathlib import Path
+    from ganzoo.recipe import prepare_recipe
 
-    from ganzoo.plugins import activate_plugins
-    from ganzoo.recipe import resolve_recipe
-    from ganzoo.recipe.load import apply_override, load_recipe
-
-    source = str(path)
-    raw = load_recipe(Path(path))
-    activate_plugins(recipe=raw, trust_recipe=True, recipe_source=source, base_dir=Path(path).expanduser().parent,
-                     announce=announce)
-    if overrides:
-        for item in overrides:
-            apply_override(raw, item)
-        activate_plugins(recipe=raw, trust_recipe=True, recipe_source=f"{source} (with --set)", base_dir=".",
-                         announce=announce)
-    return resolve_recipe(raw, source=source)
+    return prepare_recipe(path, list(overrides), announce=announce)

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ganzoo.contracts import ensure_contract
 from ganzoo.layers import init_weights
 from ganzoo.registry import build
 
@@ -19,7 +20,8 @@ def build_networks(networks: Mapping[str, Mapping[str, Any]], init: Mapping[str,
     for name in names:
         spec = dict(networks[name])
         component = spec.pop("type")
-        net = build(kinds[name], component, **spec)
+        net = ensure_contract(kinds[name], component, build(kinds[name], component, **spec),
+                              where=f"model.networks.{name}")
         if not spec.get("pretrained", False):  # pretrained backbones keep their weights
             init_weights(net, init.get("type", "normal"), init.get("gain", 0.02))
         nets[name] = net

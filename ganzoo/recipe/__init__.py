@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import yaml
@@ -18,9 +18,24 @@ from ganzoo.recipe.resolve import build_meta_networks, network_summary, resolve_
 from ganzoo.recipe.schema import DataConfig, LogConfig, ModelConfig, Recipe, TrainConfig
 
 
-def prepare_recipe(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> Recipe:
-    """Load a recipe file (with its bases and overrides) and resolve it."""
-    return resolve_recipe(load_recipe(path, overrides), source=os.fspath(path))
+def prepare_recipe(path: str | os.PathLike[str], overrides: Iterable[str] = (), *,
+                   announce: Callable[[str], None] | None = None) -> Recipe:
+    """Load a recipe file (with its bases and ``KEY=VALUE`` overrides), import the plugins it lists
+    (a file the user names is trusted) and resolve it."""
+    from pathlib import Path
+
+    from ganzoo.plugins import activate_plugins
+
+    source = os.fspath(path)
+    raw = load_recipe(path)
+    activate_plugins(recipe=raw, trust_recipe=True, recipe_source=source, base_dir=Path(path).expanduser().parent,
+                     announce=announce)
+    overrides = list(overrides)
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+        activate_plugins(recipe=raw, trust_recipe=True, recipe_source=f"{source} (with --set)", base_dir=".",
+                         announce=announce)  # an override may add a plugin
+    return resolve_recipe(raw, source=source)
 
 
 class _RecipeDumper(yaml.SafeDumper):

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from ganzoo.errors import RecipeError, did_you_mean
-from ganzoo.plugins import load_recipe_plugins, normalise_recipe_plugins
+from ganzoo.plugins import normalise_recipe_plugins
 from ganzoo.recipe import schema
 
 
@@ -181,11 +181,10 @@ def load_recipe(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> 
     """Read a recipe file with its ``base:`` files, then apply ``KEY=VALUE`` overrides.
 
     The result is the raw (unresolved) recipe; :func:`ganzoo.recipe.resolve_recipe` fills the
-    defaults and validates it.
+    defaults and validates it. Nothing is imported: :func:`ganzoo.recipe.prepare_recipe` loads the
+    recipe's plugins.
     """
     tree = load_tree(Path(path))
-    # Plugins first: overrides and validation may name the components they register.
-    load_recipe_plugins(tree)
     for text in overrides:
         apply_override(tree, text)
     return tree

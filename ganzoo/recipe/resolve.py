@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import reprlib
 import math
 import re
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ganzoo.contracts import ensure_contract
 from ganzoo.errors import GanzooError, RecipeError, did_you_mean
 from ganzoo.recipe import schema
 from ganzoo.recipe.load import deep_merge
@@ -34,8 +36,12 @@ _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str:
                dict: "a mapping", list: "a list", _NONE: "null"}
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 6, 6, 40, 40
+
+
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    text = _REPR.repr(value)  # bounded however large the value: an alias bomb stays one short line
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -475,12 +481,13 @@ def build_meta_networks(recipe: Recipe | Mapping[str, Any]) -> dict[str, nn.Modu
         kwargs = {k: v for k, v in spec.items() if k != "type"}
         try:
             with torch.device("meta"):
-                networks[name] = registry(kinds[name]).build(spec["type"], **kwargs)
+                net = registry(kinds[name]).build(spec["type"], **kwargs)
+            networks[name] = ensure_contract(kinds[name], spec["type"], net, where=path)
         except GanzooError as exc:
             raise RecipeError(path, exc.message, hint=exc.hint) from None
         except Exception as exc:  # a constructor refusing its arguments is a recipe problem
             raise RecipeError(path, f"{kinds[name]} {spec['type']!r} cannot be built with these arguments: "
-                              f"{type(exc).__name__}: {exc}") from None
+                              f"{type(exc).__name__}: {_short(str(exc), 300)}") from None
     return networks
 
 

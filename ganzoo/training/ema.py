@@ -2,8 +2,8 @@
 
 GAN generators drift from step to step, so one checkpoint's samples can differ visibly from the
 next one's. The average over recent steps (Karras et al., 2018; Yazici et al., 2019) is steadier
-and usually better; it is kept beside the trained weights, never trained itself. PyTorch's own
-``AveragedModel`` does the averaging, with a bias-corrected EMA rule (as Adam corrects its moments):
+and usually better; it is kept beside the trained weights, never trained itself. The average
+follows a bias-corrected EMA rule (as Adam corrects its moments; ``AveragedModel``'s weights):
 the average weighs G's weights after update i by ``decay ** (n - i)``, normalised, so early in a run
 it is an average of the steps seen so far rather than mostly the initial weights (with 0.999 the
 plain rule still holds a fifth of them after 1500 steps). After a few thousand steps the two agree.
@@ -14,13 +14,13 @@ unless asked for the raw ones.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import copy
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.optim.swa_utils import AveragedModel
 
 from ganzoo.errors import CheckpointError
 from ganzoo.training.checkpoint import load_network_state
@@ -33,31 +33,17 @@ def generator_names(model: nn.Module) -> list[str]:
     return [name for name in model.networks if kinds.get(name) == "generator"]
 
 
-def debiased_ema_update(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
-    """An ``AveragedModel`` ``multi_avg_fn``: the bias-corrected EMA of the weights seen so far.
-
-    With ``k`` updates including this one, the average moves towards the new weights by
-    ``(1 - decay) / (1 - decay ** k)``: 1/2 on the second update, ``1 - decay`` in the long run.
-    Integer buffers (batch-norm counters) take the newest value.
-    """
-
-    @torch.no_grad()
-    def update(averages: list[torch.Tensor], currents: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
-        if not torch.is_floating_point(averages[0]):
-            torch._foreach_copy_(averages, currents)
-            return
-        # a tensor, not a Python float, so that CUDA runs never wait on the device for the count
-        k = num_averaged.to(averages[0].dtype) + 1
-        step = (1 - decay) / (1 - torch.pow(torch.full_like(k, decay), k))
-        # one fused lerp: sub, mul and add as three foreach calls allocate two copies of the weights and made
-        # the update many times slower
-        torch._foreach_lerp_(averages, currents, step)
-
-    return update
+def debiased_step(decay: float, k: int) -> float:
+    """How far the average moves towards the new weights on its ``k``-th update: the bias-corrected
+    EMA weight ``(1 - decay) / (1 - decay ** k)``: 1 on the first, 1/2 on the second (for decay
+    near 1), ``1 - decay`` in the long run."""
+    return (1 - decay) / (1 - decay**k)
 
 
 class GeneratorEMA:
     """EMA copies of every generator of ``model``: ``update`` after each optimizer step.
+
+    The count of updates is kept on the host, so an update never waits on the device.
 
     Args:
         model: a ganzoo model (``model.networks``, ``network_kinds``).
@@ -68,29 +54,38 @@ class GeneratorEMA:
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = float(decay)
         self.names = generator_names(model)
-        self.averages = {
-            name: AveragedModel(unwrap(model.networks[name]), multi_avg_fn=debiased_ema_update(self.decay),
-                                use_buffers=True)
-            for name in self.names
-        }
+        self.averages = {name: copy.deepcopy(unwrap(model.networks[name])).requires_grad_(False)
+                         for name in self.names}
+        self.updates = {name: 0 for name in self.names}
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         for name, average in self.averages.items():
-            average.update_parameters(unwrap(model.networks[name]))
+            self.updates[name] += 1
+            step = debiased_step(self.decay, self.updates[name])
+            current = unwrap(model.networks[name])
+            pairs = list(zip(average.parameters(), current.parameters())) + \
+                list(zip(average.buffers(), current.buffers()))
+            floats = [(a, c) for a, c in pairs if torch.is_floating_point(a)]
+            others = [(a, c) for a, c in pairs if not torch.is_floating_point(a)]
+            if floats:
+                # one fused lerp: sub, mul and add as three foreach calls would allocate two copies of the weights
+                torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], step)
+            if others:  # batch-norm counters take the newest value
+                torch._foreach_copy_([a for a, _ in others], [c for _, c in others])
 
     def state_dict(self) -> dict[str, Any]:
         return {"decay": self.decay,
-                "networks": {name: avg.module.state_dict() for name, avg in self.averages.items()},
-                "updates": {name: int(avg.n_averaged) for name, avg in self.averages.items()}}
+                "networks": {name: avg.state_dict() for name, avg in self.averages.items()},
+                "updates": dict(self.updates)}
 
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
         for name, average in self.averages.items():
             if name not in state.get("networks", {}):
                 raise CheckpointError(f"{source} has no weight average of {name}",
                                       hint="the checkpoint was made by another recipe or ganzoo version")
-            load_network_state(name, average.module, state["networks"][name], source)
-            average.n_averaged.fill_(int(state.get("updates", {}).get(name, 1)))
+            load_network_state(name, average, state["networks"][name], source)
+            self.updates[name] = int(state.get("updates", {}).get(name, 1))
 
     @contextmanager
     def applied(self, model: nn.Module) -> Iterator[None]:
@@ -99,7 +94,7 @@ class GeneratorEMA:
                  for name in self.names}
         try:
             for name, average in self.averages.items():
-                unwrap(model.networks[name]).load_state_dict(average.module.state_dict())
+                unwrap(model.networks[name]).load_state_dict(average.state_dict())
             yield
         finally:
             for name, state in saved.items():

@@ -30,6 +30,13 @@ from typing import Any
 import torch
 
 
+def flag_nonfinite(tensors: list[torch.Tensor], flag: torch.Tensor) -> None:
+    """Set ``flag`` (one element, on the tensors' device) when any of ``tensors`` holds NaN/inf; it
+    is never cleared here. GradScaler's fused check, unscaling by exactly 1: one pass, no sync."""
+    if tensors:
+        torch._amp_foreach_non_finite_check_and_unscale_(tensors, flag, torch.ones(1, device=flag.device))
+
+
 def steps_fit_in_backward(optimizers: Iterable[torch.optim.Optimizer]) -> bool:
     """Whether each of ``optimizers`` can update its parameters one by one, bit for bit as one step:
     fused Adam/AdamW (whose fused kernel takes the non-finite flag)."""
@@ -48,14 +55,15 @@ class StepsInBackward:
     the backward completes their gradients (every :data:`FLUSH_BYTES` of them, and the rest when the
     backward ends), and those gradients are freed.
 
-    With ``check_finite``, no parameter is updated from a gradient holding NaN/inf, nor any after it;
-    :attr:`found_nonfinite` says whether that happened (one synchronisation, after the backward).
+    With a ``nonfinite`` flag (a one-element float tensor on the parameters' device), no parameter
+    is updated from a gradient holding NaN/inf, nor any after it, nor any while the flag is already
+    set: the check writes the flag on the device and the fused kernel reads it there, so nothing
+    waits for the device. Whoever owns the flag reads it when it needs to know.
     """
 
-    def __init__(self, optimizers: Iterable[torch.optim.Optimizer], check_finite: bool) -> None:
+    def __init__(self, optimizers: Iterable[torch.optim.Optimizer], nonfinite: torch.Tensor | None = None) -> None:
         self.optimizers = list(optimizers)
-        self.check_finite = check_finite
-        self._flags: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}  # device -> (flag, one)
+        self.nonfinite = nonfinite
         self._handles: list[Any] = []
         # (optimizer, its param group) -> parameters with a complete gradient, not yet updated
         self._ready: dict[tuple[int, int], tuple[torch.optim.Optimizer, dict[str, Any], list[torch.Tensor]]] = {}
@@ -92,28 +100,15 @@ class StepsInBackward:
             # (read now, after any scheduler change) and the same per-parameter state
             opt.param_groups = [{**group, "params": params}]
             try:
-                if self.check_finite:
-                    flag, one = self._flag(params[0].device)
-                    # GradScaler's fused check, unscaling by exactly 1: sets the flag on NaN/inf, which the
-                    # fused kernel then reads (as a scalar, like the step counts it corrects) to leave the
-                    # parameters and their state as they are
-                    torch._amp_foreach_non_finite_check_and_unscale_([p.grad for p in params], flag, one)
-                    opt.found_inf = flag.view(())  # type: ignore[attr-defined]
+                if self.nonfinite is not None:
+                    flag_nonfinite([p.grad for p in params], self.nonfinite)
+                    opt.found_inf = self.nonfinite.view(())  # type: ignore[attr-defined]
                 opt.step()
             finally:
                 opt.param_groups = own_groups
-                if self.check_finite:
+                if self.nonfinite is not None:
                     del opt.found_inf  # type: ignore[attr-defined]
             for p in params:
                 p.grad = None
         self._ready.clear()
         self._ready_bytes = 0
-
-    def _flag(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        if device not in self._flags:
-            self._flags[device] = torch.zeros(1, device=device), torch.ones(1, device=device)
-        return self._flags[device]
-
-    @property
-    def found_nonfinite(self) -> bool:
-        return any(bool(flag.item()) for flag, _ in self._flags.values())

@@ -28,13 +28,17 @@ from torch.utils.data import DataLoader
 from ganzoo.data.collate import collate_items
 from ganzoo.data.from_recipe import epoch_reaches_persistent_workers, make_dataset
 from ganzoo.data.screening import drop_unreadable_images
-from ganzoo.errors import CheckpointError, ComponentError, DataError, GanzooError, RecipeError
+from ganzoo.errors import CheckpointError, ComponentError, DataError, GanzooError, RecipeError, RunFolderError
+from ganzoo.recipe.resolve import build_meta_networks
 from ganzoo.recipe.schema import Recipe
 from ganzoo.registry import build, get_component
 from ganzoo.training.accelerators import (accelerator_states, build_accelerators, load_accelerator_states,
                                           prepare_all)
 from ganzoo.training.checkpoint import CheckpointDir, estimate_checkpoint_bytes, load_network_state
-from ganzoo.training.distributed import batch_multiple, check_batch_size, setup_distributed, wrap_networks
+from ganzoo.training.distributed import (batch_multiple, check_batch_size, launch_environment, setup_distributed,
+                                         wrap_networks)
+from ganzoo.training.guards import check_memory, nonfinite_buffers
+from ganzoo.training.run_lock import RunLock, held_here, inherited
 from ganzoo.training.ema import GeneratorEMA
 from ganzoo.training.optim import make_optimizers
 from ganzoo.training.rng import rng_state, seed_everything, set_rng_state
@@ -183,11 +187,9 @@ def build_training(recipe: Recipe, device: torch.device, *, dist: Any = None, co
         model.materialize(sample_batch)
     optimizers = make_optimizers(model.networks, model_cls.update_groups(recipe.model), train.optimizer,
                                  train.optimizers, device)
-    # train.nonfinite: no update follows a NaN/inf gradient; the trainer then stops (naming the loss
-    # and step) or counts the step as skipped, which needs every gradient checked before any update,
-    # so updates inside the backward are off then (and under DDP, which averages after the backward).
-    updater = Updater(optimizers, train.precision, device,
-                      step_in_backward=train.step_in_backward and train.nonfinite == "stop" and not distributed)
+    # DDP averages gradients after their accumulation: no updates inside its backward
+    updater = Updater(optimizers, train.precision, device, nonfinite=train.nonfinite,
+                      step_in_backward=train.step_in_backward and not distributed)
     return TrainingParts(model, accelerators, optimizers, updater)
 
 
@@ -207,6 +209,23 @@ class Trainer:
         self.resume = resume
         self.show_progress = show_progress
         self.console = console or Console(stderr=True)
+        # One trainer per run folder: the CLI takes the lock first; an API caller's Trainer takes it here.
+        self._run_lock: RunLock | None = None
+        rank, world, _ = launch_environment()
+        if not held_here(self.out_dir) and not inherited(self.out_dir) and (world <= 1 or rank == 0):
+            self._run_lock = RunLock(self.out_dir).acquire()
+        try:
+            self._set_up(recipe, show_progress)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _release_lock(self) -> None:
+        if self._run_lock is not None:
+            self._run_lock.release()
+            self._run_lock = None
+
+    def _set_up(self, recipe: Recipe, show_progress: bool) -> None:
         train = recipe.train
         self.checkpoints = CheckpointDir(self.out_dir / "checkpoints", keep_last=recipe.log.keep_last)
         self._check_out_dir()
@@ -228,6 +247,8 @@ class Trainer:
             self._report_skipped_images(drop_unreadable_images(self.dataset))
         self.batch_size = train.batch_size  # the global batch, split over the ranks
         model_cls = get_component("model", recipe.model.type).factory
+        check_memory(build_meta_networks(recipe), batch_size=self.batch_size, image_side=recipe.data.crop_size,
+                     channels=(recipe.data.input_nc or 3) + (recipe.data.output_nc or 3), device=self.device)
         local_batch = check_batch_size(self.batch_size, self.dist.world_size, batch_multiple(model_cls))
         if len(self.dataset) < self.batch_size:
             raise DataError(f"{recipe.data.root}: the training split has {len(self.dataset)} image(s), "
@@ -267,7 +288,7 @@ class Trainer:
     def _check_out_dir(self) -> None:
         has_run = self.checkpoints.latest.exists() or bool(self.checkpoints.step_files())
         if has_run and not self.resume:
-            raise GanzooError(f"{self.out_dir} already holds a run (checkpoints found); nothing was changed",
+            raise RunFolderError(f"{self.out_dir} already holds a run (checkpoints found); nothing was changed",
                               hint=f"continue it with `ganzoo train --resume {self.out_dir}` or pick another --out")
         if self.resume and not has_run:
             raise CheckpointError(f"{self.out_dir} has no checkpoints to resume from")
@@ -277,7 +298,7 @@ class Trainer:
             probe.write_bytes(b"ok")
             probe.unlink()
         except OSError as exc:
-            raise GanzooError(f"cannot write to the output folder {self.out_dir}: {exc.strerror or exc}") from None
+            raise RunFolderError(f"cannot write to the output folder {self.out_dir}: {exc.strerror or exc}") from None
 
     def _report_skipped_images(self, skipped: list[tuple[str, str]]) -> None:
         """Say which images ``data.bad_images: skip`` left out, on screen and in OUT/skipped_images.txt."""
@@ -378,6 +399,7 @@ class Trainer:
                     setattr(sched, attr, getattr(fresh, attr))
 
     def save_checkpoint(self, milestone: bool = False) -> Path:
+        self._stop_if_nonfinite()  # no checkpoint ever holds what a non-finite step made
         # Rank 0 writes; the barrier keeps other ranks from finishing before the file exists.
         if self.dist.is_main:
             path = self.checkpoints.save(self.state(), self.step, milestone=milestone)
@@ -407,43 +429,52 @@ class Trainer:
 
     def _snapshot_buffers(self) -> list[torch.Tensor] | None:
         """Copies of the running statistics, which a skipped step must not change (``nonfinite: skip``)."""
-        if self.nonfinite != "skip":
+        if self.updater.deferred:
             return None
         return [b.detach().clone() for b in self.model.networks.buffers()]
 
-    def _check_finite(self, losses: dict[str, torch.Tensor], buffers: list[torch.Tensor] | None = None) -> bool:
-        """Stop, or count a skipped step, when a loss or a gradient of this step was NaN/inf.
-
-        Returns whether the step counts as applied (False: skipped under ``train.nonfinite: skip``).
-        """
+    def _skip_if_nonfinite(self, losses: dict[str, torch.Tensor], buffers: list[torch.Tensor] | None) -> bool:
+        """``train.nonfinite: skip``: whether this step counts as applied; a step with a NaN/inf loss,
+        gradient or running statistic is skipped (its running statistics restored) and counted."""
         refused = list(self.updater.skipped)
         self.updater.skipped.clear()
         values = torch.stack([v.float().reshape(()) for v in losses.values()]) if losses else torch.zeros(1)
-        if not refused and bool(torch.isfinite(values).all()):
+        own = list(self.model.networks.buffers())
+        statistics_finite = all(bool(torch.isfinite(b).all()) for b in own if torch.is_floating_point(b))
+        if not refused and statistics_finite and bool(torch.isfinite(values).all()):
             return True
         bad = [k for k, v in losses.items() if not math.isfinite(float(v))]
-        what = f"loss {', '.join(bad)}" if bad else "the gradients"
-        if not refused:
-            not_applied = "the updates were applied"
-        elif self.updater.step_in_backward:  # the parameters updated before the first bad gradient keep their update
-            not_applied = f"the update(s) of {', '.join(refused)} stopped at the first non-finite gradient"
-        else:
-            not_applied = f"the update(s) of {', '.join(refused)} were not applied"
-        if self.nonfinite == "skip":
-            if buffers is not None:  # running statistics saw the same non-finite forward pass
-                with torch.no_grad():
-                    for own, saved in zip(self.model.networks.buffers(), buffers):
-                        own.copy_(saved)
-            self.skipped_steps += 1
-            if self.dist.is_main:
-                self.console.print(f"[yellow]step {self.step + 1}: {what} non-finite; {not_applied} "
-                                   f"(train.nonfinite=skip, {self.skipped_steps} skipped so far)[/]")
-            return False
+        what = f"loss {', '.join(bad)}" if bad else ("the gradients" if refused else "the running statistics")
+        not_applied = (f"the update(s) of {', '.join(refused)} were not applied" if refused
+                       else "the updates were applied")
+        if buffers is not None:  # running statistics saw the same non-finite forward pass
+            with torch.no_grad():
+                for mine, saved in zip(own, buffers):
+                    mine.copy_(saved)
+        self.skipped_steps += 1
+        if self.dist.is_main:
+            self.console.print(f"[yellow]step {self.step + 1}: {what} non-finite; {not_applied} "
+                               f"(train.nonfinite=skip, {self.skipped_steps} skipped so far)[/]")
+        return False
+
+    def _stop_if_nonfinite(self) -> None:
+        """``train.nonfinite: stop``: read the updater's flag (one sync) and stop with the step it
+        was first set; no update was made from then on, and no checkpoint has been written since."""
+        if self.dist.enabled:  # every rank stops at the same step
+            torch.distributed.all_reduce(self.updater.nonfinite_flag, op=torch.distributed.ReduceOp.MAX)
+        found = self.updater.nonfinite_report()
+        if found is None:
+            return
+        bad = [] if found.losses else nonfinite_buffers(self.model.networks)
+        what = (f"loss {', '.join(found.losses)}" if found.losses else
+                f"running statistic {bad[0]}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else "") if bad
+                else "a gradient")
         last = self.checkpoints.step_files()
         kept = (f"the last good checkpoint {last[-1][1]} is untouched" if last
                 else "no checkpoint had been written yet")
         raise NonFiniteLoss(
-            f"{what} became non-finite at step {self.step + 1} ({not_applied}); training stopped and {kept}",
+            f"{what} became non-finite at step {found.step} (no update was applied from then on); training "
+            f"stopped at step {self.step} and {kept}",
             hint="lower train.optimizer.lr, use train.precision=fp32, set train.nonfinite=skip to skip such "
                  f"steps, or resume with `ganzoo train --resume {self.out_dir}`")
 
@@ -489,13 +520,18 @@ class Trainer:
                         last_losses = self.parts.step(batch)
                         # Several ranks: average the losses and agree on stopping (one all-reduce).
                         last_losses, stop = self.dist.agree(last_losses, self._stop_signal is not None)
-                        applied = self._check_finite(last_losses, buffers)
+                        if self.updater.deferred:  # nonfinite: stop, checked on the device, read when logging
+                            self.updater.end_step(self.step + 1, last_losses, self.model.networks.buffers())
+                            applied = True
+                        else:
+                            applied = self._skip_if_nonfinite(last_losses, buffers)
                         self._step_schedulers(last_losses)
                         if self.ema is not None and applied:  # a skipped step is no new weights to average
                             self.ema.update(self.model)
                         self.step += 1
                         progress.advance(self.step, last_losses)
                         if self.step % log.every == 0 or self.step == self.total_steps:
+                            self._stop_if_nonfinite()
                             run_log.scalars(self.step, last_losses, self.optimizers,
                                             {term: self.model.weights[term] for term in self.model.loss_warmup})
                         if main and (self.step % log.samples_every == 0 or self.step == self.total_steps):
@@ -513,11 +549,15 @@ class Trainer:
                                 hint=f"resume with: ganzoo train --resume {self.out_dir}")
                         if self.step >= self.total_steps:
                             break
-            self.save_checkpoint(milestone=True)
+            if self.step > start_step or not self.resume:  # a resume with nothing to do rewrites nothing
+                self.save_checkpoint(milestone=True)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            run_log.close()
+            try:
+                run_log.close()
+            finally:
+                self._release_lock()
         seconds = time.perf_counter() - started
         result = TrainResult(self.out_dir, self.step, self.total_steps,
                              {k: float(v) for k, v in last_losses.items()}, seconds)
@@ -526,7 +566,8 @@ class Trainer:
                    "device": str(self.device), "world_size": self.dist.world_size,
                    "skipped_steps": self.skipped_steps}
         if main:
-            (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            if self.step > start_step or not (self.out_dir / "summary.json").exists():
+                (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return result
 
     def evaluate(self, run_log: RunLog) -> dict[str, Any] | None:

@@ -7,13 +7,14 @@ update group, so the G/E step and each D step scale their own losses.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
 
 from ganzoo.errors import RecipeError
-from ganzoo.training.steps_in_backward import StepsInBackward, steps_fit_in_backward
+from ganzoo.training.steps_in_backward import StepsInBackward, flag_nonfinite, steps_fit_in_backward
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -28,10 +29,8 @@ def grads_are_finite(optimizers: Iterable[torch.optim.Optimizer]) -> bool:
                     by_device.setdefault(p.grad.device, []).append(p.grad)
     found_nonfinite = False
     for device, grads in by_device.items():
-        # GradScaler's fused check (unscaling by exactly 1 leaves every value as it is): one pass
-        # over the gradients, far cheaper than a max-abs norm.
         found = torch.zeros(1, device=device)
-        torch._amp_foreach_non_finite_check_and_unscale_(grads, found, torch.ones(1, device=device))
+        flag_nonfinite(grads, found)
         found_nonfinite = found_nonfinite or bool(found.item())
     return not found_nonfinite
 
@@ -45,15 +44,31 @@ def cpu_has_bf16_hardware() -> bool | None:
     return bool(found.get("avx512_bf16") or found.get("amx_bf16"))
 
 
+@dataclass(frozen=True)
+class NonFinite:
+    """What :meth:`Updater.nonfinite_report` found: the first step with a NaN/inf loss, gradient or
+    running statistic, and the losses that were non-finite at some step since."""
+
+    step: int
+    losses: tuple[str, ...]
+
+
 class Updater:
     """How a model's losses become parameter updates; the Trainer owns one per run.
 
     A model's ``train_step`` computes each update group's loss under :meth:`autocast` and calls
     :meth:`update` with it, in the official order. Everything about *how* the update happens is
     decided here, from the recipe's ``train`` section: the precision (autocast, one GradScaler per
-    group under fp16), the non-finite policy (``train.nonfinite``: no update follows a NaN/inf
-    gradient; refused groups are listed in :attr:`skipped`), updates inside the backward
-    (``train.step_in_backward``) and the gradients data parallelism averages.
+    group under fp16), updates inside the backward (``train.step_in_backward``), and the non-finite
+    policy (``train.nonfinite``):
+
+    - ``stop``: every gradient is checked, on the device, into one sticky flag that the fused
+      optimizers read on the device: from the first NaN/inf gradient, loss (:meth:`end_step`) or
+      running statistic on, no parameter is updated. Nothing waits for the device; the Trainer reads
+      the flag (:meth:`nonfinite_report`) when it logs and before every checkpoint, and stops.
+    - ``skip``: each update group's gradients are checked after its backward (one sync per group)
+      and a group with a NaN/inf gradient is not updated that step; refused groups are listed in
+      :attr:`skipped` until the Trainer reads them.
 
     Args:
         optimizers: update group -> its optimizer (``train.optimizer`` / ``train.optimizers``).
@@ -61,11 +76,11 @@ class Updater:
         device: where the networks live.
         step_in_backward: update each parameter as its gradient completes, where the update allows it
             (fused Adam/AdamW, no loss scaler, one process, ``nonfinite: stop``).
-        guard_nonfinite: check gradients before applying them.
+        nonfinite: ``stop`` or ``skip``.
     """
 
     def __init__(self, optimizers: dict[str, torch.optim.Optimizer], precision: str, device: torch.device, *,
-                 step_in_backward: bool = False, guard_nonfinite: bool = True) -> None:
+                 step_in_backward: bool = False, nonfinite: str = "stop") -> None:
         if precision not in PRECISIONS:
             raise RecipeError("train.precision", f"{precision!r} is not one of {', '.join(PRECISIONS)}")
         if precision == "fp16" and device.type != "cuda":
@@ -74,10 +89,15 @@ class Updater:
         self.optimizers = optimizers
         self.precision = precision
         self.device = device
-        self.step_in_backward = step_in_backward
-        self.guard_nonfinite = guard_nonfinite
+        self.step_in_backward = step_in_backward and nonfinite == "stop"
+        self.deferred = nonfinite == "stop"
         self.scalers: dict[str, torch.amp.GradScaler] = {}
         self.skipped: list[str] = []
+        # nonfinite: stop: sticky, on the device; the step it was first set, and which losses were bad
+        self._nonfinite = torch.zeros(1, device=device)
+        self._first_bad_step = torch.full((), -1, dtype=torch.int64, device=device)
+        self._loss_names: tuple[str, ...] = ()
+        self._bad_losses: torch.Tensor | None = None
 
     @property
     def warning(self) -> str | None:
@@ -117,30 +137,83 @@ class Updater:
 
     def update(self, groups: str | Sequence[str], loss: torch.Tensor) -> None:
         """Backward ``loss`` and update the parameters of one update group, or of several that one
-        loss trains together (BicycleGAN's G and E): inside the backward as gradients complete
-        where allowed; else after it, refused when a gradient is non-finite (``guard_nonfinite``)
-        or left to the groups' GradScaler (fp16)."""
+        loss trains together (BicycleGAN's G and E), as the class docstring describes."""
         names = [groups] if isinstance(groups, str) else list(groups)
         group = "+".join(names)
         optimizers = [self.optimizers[name] for name in names]
         scaler = self.scaler(group)
-        if scaler is None and self.step_in_backward and steps_fit_in_backward(optimizers):
-            with StepsInBackward(optimizers, check_finite=self.guard_nonfinite) as steps:
+        if scaler is not None:  # GradScaler skips non-finite steps itself
+            scaler.scale(loss).backward()
+            for opt in optimizers:
+                scaler.step(opt)
+            scaler.update()
+            return
+        if self.step_in_backward and steps_fit_in_backward(optimizers):
+            with StepsInBackward(optimizers, nonfinite=self._nonfinite):
                 loss.backward()
-            if steps.found_nonfinite:
+            return
+        loss.backward()
+        if not self.deferred:
+            if grads_are_finite(optimizers):
+                for opt in optimizers:
+                    opt.step()
+            else:
                 self.skipped.append(group)
             return
-        (scaler.scale(loss) if scaler is not None else loss).backward()
-        if scaler is None and self.guard_nonfinite and not grads_are_finite(optimizers):
-            self.skipped.append(group)
-            return
-        for opt in optimizers:
-            if scaler is not None:
-                scaler.step(opt)
-            else:
+        flag_nonfinite([p.grad for opt in optimizers for g in opt.param_groups for p in g["params"]
+                        if p.grad is not None], self._nonfinite)
+        if all(steps_fit_in_backward([opt]) for opt in optimizers):  # fused kernels read the flag on the device
+            for opt in optimizers:
+                opt.found_inf = self._nonfinite.view(())  # type: ignore[attr-defined]
+                try:
+                    opt.step()
+                finally:
+                    del opt.found_inf  # type: ignore[attr-defined]
+        elif not bool(self._nonfinite.item()):  # other optimizers: one sync to decide
+            for opt in optimizers:
                 opt.step()
-        if scaler is not None:
-            scaler.update()
+
+    def end_step(self, step: int, losses: dict[str, torch.Tensor], buffers: Iterable[torch.Tensor]) -> None:
+        """Fold step ``step``'s losses and running statistics into the non-finite flag (``stop``), on
+        the device: a NaN/inf among them stops every later update too."""
+        if not self.deferred:
+            return
+        names = tuple(losses)
+        values = torch.stack([v.detach().float().reshape(()) for v in losses.values()]) if names else None
+        if values is not None:
+            bad = ~torch.isfinite(values)
+            if names != self._loss_names or self._bad_losses is None:
+                if self._bad_losses is not None:  # another set of terms: keep what was seen, by name
+                    self._carry_bad_losses(names)
+                else:
+                    self._loss_names, self._bad_losses = names, bad
+            else:
+                self._bad_losses = self._bad_losses | bad
+            self._nonfinite.copy_(torch.maximum(self._nonfinite, bad.any().float().reshape(1)))
+        flag_nonfinite([b for b in buffers if torch.is_floating_point(b)], self._nonfinite)
+        self._first_bad_step = torch.where((self._first_bad_step < 0) & (self._nonfinite[0] > 0),
+                                           torch.full_like(self._first_bad_step, step), self._first_bad_step)
+
+    def _carry_bad_losses(self, names: tuple[str, ...]) -> None:
+        seen = set(self.bad_loss_names())
+        self._loss_names = names
+        self._bad_losses = torch.tensor([name in seen for name in names], device=self.device)
+
+    def bad_loss_names(self) -> list[str]:
+        if self._bad_losses is None:
+            return []
+        return [name for name, bad in zip(self._loss_names, self._bad_losses.tolist()) if bad]
+
+    @property
+    def nonfinite_flag(self) -> torch.Tensor:
+        """The sticky one-element flag (``nonfinite: stop``), for data-parallel ranks to agree on."""
+        return self._nonfinite
+
+    def nonfinite_report(self) -> NonFinite | None:
+        """Under ``nonfinite: stop``, whether anything became non-finite so far (one sync)."""
+        if not self.deferred or not bool(self._nonfinite.item()):
+            return None
+        return NonFinite(int(self._first_bad_step.item()), tuple(self.bad_loss_names()))
 
     def state_dict(self) -> dict[str, Any]:
         return {name: s.state_dict() for name, s in self.scalers.items()}
