@@ -7,12 +7,14 @@ The official code is not part of ganzoo and is never committed here: fetch it yo
   the PyTorch 0.4 port of junyanz/pytorch-CycleGAN-and-pix2pix that runs on current PyTorch);
 - BicycleGAN: https://github.com/junyanz/BicycleGAN (master).
 
-    python benchmarks/official.py --root ~/src/BicycleGAN --case bicyclegan_256 --steps 10 --json
+    python benchmarks/official.py --root ~/src/BicycleGAN --case bicyclegan_256 --steps 10 --json [--gpu]
 
 The model is built by the official option parser and ``create_model`` with the flags of the
 official training scripts (``scripts/train_*.sh``) and timed around ``set_input`` +
 ``optimize_parameters``, exactly what the official ``train.py`` calls per iteration. The report
-has the fields of ``ganzoo bench --json`` that the comparison needs.
+has the fields of ``ganzoo bench --json`` that the comparison needs. ``--gpu`` runs it on the first
+GPU (``--gpu_ids 0``), synchronising before each clock reading; peak memory is then
+``torch.cuda.max_memory_allocated``, as ``ganzoo bench`` reports it on CUDA.
 """
 from __future__ import annotations
 
@@ -54,13 +56,13 @@ CASES: dict[str, tuple[str, list[str], int, int, int, int]] = {
 }
 
 
-def build_official_model(root: str, flags: list[str], checkpoints: str):
-    """The official model, made by its own option parser from ``flags`` (CPU, no visdom)."""
+def build_official_model(root: str, flags: list[str], checkpoints: str, gpu: bool = False):
+    """The official model, made by its own option parser from ``flags`` (CPU or the first GPU, no visdom)."""
     sys.path.insert(0, os.path.abspath(root))
     from options.train_options import TrainOptions  # the official package, from --root
     from models import create_model
 
-    sys.argv = ["train.py", "--dataroot", "unused", "--gpu_ids", "-1", "--name", "bench",
+    sys.argv = ["train.py", "--dataroot", "unused", "--gpu_ids", "0" if gpu else "-1", "--name", "bench",
                 "--checkpoints_dir", checkpoints, *flags]
     opt = TrainOptions().parse()
     model = create_model(opt)
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    parser.add_argument("--gpu", action="store_true", help="train on the first GPU (--gpu_ids 0)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -94,29 +97,37 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as checkpoints, contextlib.redirect_stdout(sys.stderr):
         cwd = os.getcwd()
         try:
-            model = build_official_model(args.root, flags, checkpoints)
+            model = build_official_model(args.root, flags, checkpoints, gpu=args.gpu)
         finally:
             os.chdir(cwd)
+        sync = torch.cuda.synchronize if args.gpu else (lambda: None)
         for i in range(args.warmup + args.steps):
+            if i == args.warmup and args.gpu:
+                torch.cuda.reset_peak_memory_stats()
+            sync()
             start = time.perf_counter()
             model.set_input(data)
             model.optimize_parameters()
+            sync()
             if i >= args.warmup:
                 times.append(time.perf_counter() - start)
     median = statistics.median(times)
     report = {
-        "implementation": "official", "case": args.case, "model": family, "device": "cpu",
+        "implementation": "official", "case": args.case, "model": family, "device": "cuda" if args.gpu else "cpu",
         "threads": torch.get_num_threads(), "batch_size": batch_size, "image_size": size,
         "steps": args.steps, "warmup": args.warmup, "step_seconds": times, "median_s": median,
         "min_s": min(times), "max_s": max(times), "images_per_s": batch_size / median,
         "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "memory_kind": "rss",
     }
+    if args.gpu:
+        report.update(peak_memory_bytes=torch.cuda.max_memory_allocated(), memory_kind="cuda_max_allocated")
     report["peak_memory_mib"] = report["peak_memory_bytes"] / 2**20
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(f"official {args.case}: median {median:.4f} s/step (min {min(times):.4f}, max {max(times):.4f}), "
-              f"{report['images_per_s']:.2f} images/s, peak RSS {report['peak_memory_mib']:.0f} MiB")
+              f"{report['images_per_s']:.2f} images/s, peak {report['memory_kind']} "
+              f"{report['peak_memory_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python benchmarks/run.py --steps 5 --rounds 3 --out benchmarks/results.md \\
         --official-p2p ~/src/pytorch-CycleGAN-and-pix2pix --official-bicyclegan ~/src/BicycleGAN \\
-        [--accelerator cpu_kernels]
+        [--accelerator cpu_kernels] [--device cuda]
 
 Each case runs in fresh processes (peak RSS is per process), alternating ganzoo and official
 rounds: on a shared machine the load drifts, so the ratio of medians taken in the same run is the
@@ -13,6 +13,9 @@ trustworthy figure, not the absolute seconds. Without the official paths only ga
 ``pip install plugins/ganzoo-cpu-kernels``; without it ganzoo runs with PyTorch's own kernels. An
 entry may carry arguments as YAML, ``--accelerator "{type: cpu_kernels, cache: null}"``. The table
 says which accelerators each case ran with.
+
+``--device cuda`` times both on the GPU: ganzoo with ``--set train.device=cuda``, the official code with
+``--gpu`` (its ``--gpu_ids 0``); peak memory is then the CUDA allocator's peak instead of the RSS.
 """
 from __future__ import annotations
 
@@ -37,6 +40,13 @@ def accelerator_overrides(accelerators: list[str]) -> list[str]:
     return ["--set", f"train.accelerators=[{', '.join(accelerators)}]"] if accelerators else []
 
 
+def device_label(device: str) -> str:
+    """How the table names the device: the GPU's name on CUDA."""
+    if device == "cuda" and torch.cuda.is_available():
+        return f"CUDA ({torch.cuda.get_device_name(0)})"
+    return device.upper()
+
+
 def run_json(command: list[str]) -> dict:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -51,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="alternating ganzoo/official rounds per case")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where both sides train")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="passed to ganzoo bench")
     parser.add_argument("--accelerator", dest="accelerators", action="append", default=[], metavar="NAME",
                         help="an accelerator plugin for ganzoo (repeatable), e.g. cpu_kernels; default: none")
@@ -63,14 +74,16 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for case in args.cases:
         ours_cmd = [sys.executable, "-m", "ganzoo", "bench", str(HERE / f"{case}.yaml"), "--steps", str(args.steps),
-                    "--warmup", str(args.warmup), "--threads", str(args.threads), "--json", "--set", "train.device=cpu",
+                    "--warmup", str(args.warmup), "--threads", str(args.threads), "--json",
+                    "--set", f"train.device={args.device}",
                     *accelerator_overrides(args.accelerators)]
         for item in args.overrides:
             ours_cmd += ["--set", item]
         root = roots[CASES[case]]
         official_cmd = None if not root else [
             sys.executable, str(HERE / "official.py"), "--root", root, "--case", case, "--steps", str(args.steps),
-            "--warmup", str(args.warmup), "--threads", str(args.threads), "--json"]
+            "--warmup", str(args.warmup), "--threads", str(args.threads), "--json",
+            *(["--gpu"] if args.device == "cuda" else [])]
         ours, official = [], []
         for r in range(args.rounds):
             # Alternate who goes first so a load change penalises both sides alike.
@@ -82,13 +95,15 @@ def main(argv: list[str] | None = None) -> None:
                           "s/step", file=sys.stderr, flush=True)
         rows.append((case, ours, official))
 
+    memory = "CUDA allocated" if args.device == "cuda" else "RSS"
     lines = [f"# ganzoo benchmark results ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
-             f"torch {torch.__version__}, CPU, {args.threads} threads, {args.steps} timed steps after {args.warmup} "
+             f"torch {torch.__version__}, {device_label(args.device)}, {args.threads} threads, "
+             f"{args.steps} timed steps after {args.warmup} "
              f"warm-up, {args.rounds} alternating rounds per case; s/step is the median of the round medians.",
              f"Accelerators asked for: {', '.join(args.accelerators) or 'none'}. "
              f"Extra overrides: {' '.join(args.overrides) or 'none'}.", "",
              "| case | ganzoo accelerators | ganzoo s/step | official s/step | speed-up | ganzoo GFLOP/s "
-             "| ganzoo peak RSS MiB | official peak RSS MiB |", "|---|---|---|---|---|---|---|---|"]
+             f"| ganzoo peak {memory} MiB | official peak {memory} MiB |", "|---|---|---|---|---|---|---|---|"]
     for case, ours, official in rows:
         ours_s = statistics.median(o["median_s"] for o in ours)
         gflops = statistics.median(o["flops_per_step"] / o["median_s"] / 1e9 for o in ours)

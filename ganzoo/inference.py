@@ -111,8 +111,12 @@ def load(run_or_checkpoint: str | os.PathLike[str], device: torch.device | str |
                                recipe_source=f"the recipe stored in {path}")
     try:
         recipe = resolve_recipe(stored, source=str(path))
-        target = resolve_device(device if device is not None else recipe.train.device) \
-            if not isinstance(device, torch.device) else device
+        if isinstance(device, torch.device):
+            target = device
+        elif device is not None:  # an error names it as the command's --device, not as train.device
+            target = resolve_device(device, key="--device")
+        else:
+            target = resolve_device(recipe.train.device)
         model = build_model(recipe, target)
     except (ComponentError, RecipeError) as error:
         raise missing_plugins_error(path, error, pending, command) from None

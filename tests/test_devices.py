@@ -189,3 +189,12 @@ def test_train_device_mps_exits_2_with_a_clear_message(gpu_like_run: tuple[Path,
     assert result.exit_code == 2
     assert "train.device: 'mps' is not valid; expected auto, cpu, cuda or cuda:N" in result.output
     assert not (tmp_path / "mps").exists()
+
+
+def test_eval_and_sample_device_mps_exit_2_naming_the_option(gpu_like_run: tuple[Path, Path], tmp_path: Path) -> None:
+    _, reference = gpu_like_run
+    for command in (["eval", str(reference), "--metrics", "mode_coverage"],
+                    ["sample", str(reference), "--input", str(tmp_path), "--out", str(tmp_path / "s")]):
+        result = CliRunner().invoke(main, [*command, "--device", "mps"])
+        assert result.exit_code == 2, result.output
+        assert "--device: 'mps' is not supported; use auto, cpu, cuda or cuda:N" in result.output

@@ -39,7 +39,7 @@ def _format(value: float) -> str:
               help="Local file of the LPIPS backbone's ImageNet weights (default: the torch hub cache).")
 @click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path),
               help="Local file of the InceptionV3 weights for FID/KID (default: the torch hub cache).")
-@click.option("--device", default=None, help="cpu, cuda, cuda:N, mps (default: the recipe's rule).")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: the recipe's train.device rule).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON on stdout.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the JSON result to this file.")

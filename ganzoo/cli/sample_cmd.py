@@ -83,7 +83,7 @@ def write_index(out_dir: Path, rows: list[dict[str, object]], title: str) -> Pat
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random codes.")
 @raw_weights_option
 @trust_plugins_option
-@click.option("--device", default=None, help="cpu, cuda, cuda:N, mps (default: the recipe's rule).")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: the recipe's train.device rule).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output folder (default: samples/<run name>).")
 def sample_command(run_or_checkpoint: Path, input_path: Path, num_z: int, sync_z: bool, encode_path: Path | None,
