@@ -65,19 +65,19 @@ def step_cost(recipe_path: str, overrides: Sequence[str] = (), steps: int = 6, w
     """CPU seconds per training step on ONE thread (process time, robust to other load) and wall seconds."""
     import torch
 
-    from ganzoo.bench import build_model, synthetic_batch
+    from ganzoo.bench import build_parts, synthetic_batch
     from ganzoo.recipe import prepare_recipe
 
     torch.set_num_threads(1)
     recipe = prepare_recipe(recipe_path, overrides=[*overrides, "train.device=cpu"])
     device = torch.device("cpu")
-    model = build_model(recipe, device)
-    batch = synthetic_batch(recipe, model, device)
+    parts = build_parts(recipe, device)
+    batch = synthetic_batch(recipe, parts.model, device)
     for _ in range(warmup):
-        model.train_step(batch)
+        parts.step(batch)
     cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(steps):
-        model.train_step(batch)
+        parts.step(batch)
     return {"cpu_s_per_step": (time.process_time() - cpu) / steps, "wall_s_per_step": (time.perf_counter() - wall) / steps}
 
 
@@ -99,7 +99,7 @@ def train(job: Job, threads: int = 1) -> str:
     torch.set_num_threads(threads)
     recipe = prepare_recipe(job.recipe, overrides=job.overrides)
     summary = _summary(job.folder)
-    if summary and summary.get("step") == summary.get("total_steps") == recipe["train"]["max_steps"]:
+    if summary and summary.get("step") == summary.get("total_steps") == recipe.train.max_steps:
         return "finished"
     resume = (job.folder / "checkpoints" / "latest.pt").is_file()
     try:
@@ -168,7 +168,7 @@ def data_same_colour_fraction(recipe_path: str, overrides: Sequence[str] = ()) -
     from ganzoo.recipe import prepare_recipe
 
     recipe = prepare_recipe(recipe_path, overrides=overrides)
-    root = ensure_shapes(recipe["data"]["root"], **recipe["data"]["shapes"])
+    root = ensure_shapes(recipe.data.root, **recipe.data.shapes.to_dict())
     multi = [r for r in load_meta(root, "train") if len(r["shapes"]) > 1]
     same = sum(len({s["colour_index"] for s in r["shapes"]}) == 1 for r in multi)
     return same / len(multi) if multi else 0.0
@@ -269,7 +269,7 @@ def plan(out: Path, seeds: Sequence[int], steps: int, checkpoint_every: int, ext
 def _resolved(recipe_path: str, overrides: Sequence[str]) -> dict[str, Any]:
     from ganzoo.recipe import prepare_recipe
 
-    return prepare_recipe(recipe_path, overrides=overrides)
+    return prepare_recipe(recipe_path, overrides=overrides).to_dict()
 
 
 def _node(recipe: dict[str, Any], key: str) -> Any:

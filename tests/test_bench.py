@@ -9,7 +9,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from ganzoo.bench import build_model, cpu_peak_tflops, synthetic_batch
+from ganzoo.bench import build_parts, cpu_peak_tflops, synthetic_batch
 from ganzoo.cli import main
 from ganzoo.recipe import prepare_recipe
 
@@ -44,6 +44,8 @@ def test_bench_json_reports_sane_figures(tiny_recipe: Path) -> None:
     assert report["achieved_tflops"] == pytest.approx(report["flops_per_step"] / report["median_s"] / 1e12)
     if report["peak_tflops"] is not None:
         assert 0 < report["fraction_of_peak"] < 1
+    # no accelerator plugin named: nothing swapped, and the kit's old fields are gone
+    assert report["accelerators"] == [] and "conv_routes" not in report and "tuned_cpu_convs" not in report
 
 
 def test_bench_table_and_overrides(tiny_recipe: Path) -> None:
@@ -61,7 +63,9 @@ def test_bench_rejects_bad_recipe_values_without_a_traceback(tiny_recipe: Path) 
 
 def test_synthetic_batch_has_the_recipe_shapes_and_range(tiny_recipe: Path) -> None:
     recipe = prepare_recipe(tiny_recipe, ["train.channels_last=true"])
-    model = build_model(recipe, torch.device("cpu"))
+    parts = build_parts(recipe, torch.device("cpu"))
+    assert parts.accelerators == {} and set(parts.optimizers) == {"G", "D"}
+    model = parts.model
     batch = synthetic_batch(recipe, model, model.device)
     assert batch["A"].shape == (2, 1, 32, 32) and batch["B"].shape == (2, 3, 32, 32)
     assert batch["A"].min() >= -1 and batch["B"].max() <= 1

@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
-from torch.optim.swa_utils import AveragedModel
 
 import ganzoo
 from fault_injection import SHAPES_PAIRED, SHAPES_UNPAIRED, tiny_recipe
@@ -17,7 +16,7 @@ from ganzoo.errors import RecipeError
 from ganzoo.inference import build_model, load
 from ganzoo.recipe import prepare_recipe, resolve_recipe
 from ganzoo.training.checkpoint import load_checkpoint
-from ganzoo.training.ema import GeneratorEMA, debiased_ema_update, generator_names
+from ganzoo.training.ema import GeneratorEMA, debiased_step, generator_names
 from ganzoo.training.trainer import Trainer, TrainingInterrupted
 
 
@@ -28,7 +27,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "paired"
 
 
-def pix2pix_recipe(data: Path, **train: Any) -> dict[str, Any]:
+def pix2pix_recipe(data: Path, **train: Any) -> Any:
     return resolve_recipe(tiny_recipe("pix2pix", data, **{"ema": 0.5, "max_steps": 4, **train}))
 
 
@@ -40,14 +39,14 @@ def test_the_average_follows_the_ema_rule(data: Path, tmp_path: Path) -> None:
     trainer = Trainer(pix2pix_recipe(data), tmp_path / "run", show_progress=False)
     G = trainer.model.networks["G"]
     after_each_step: list[dict[str, torch.Tensor]] = []
-    inner = trainer.model.train_step
+    inner = trainer.parts.step
 
     def step(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         losses = inner(batch)
         after_each_step.append(weights(G))
         return losses
 
-    trainer.model.train_step = step
+    trainer.parts.step = step  # type: ignore[method-assign]
     trainer.run()
     # Weights and batch-norm statistics (the floating-point entries; counters are not averaged maths).
     # Bias-corrected: the weights after step i count decay ** (n - i), normalised over the steps seen.
@@ -55,7 +54,7 @@ def test_the_average_follows_the_ema_rule(data: Path, tmp_path: Path) -> None:
     n, decay = len(after_each_step), 0.5
     coefficients = [decay ** (n - 1 - i) for i in range(n)]
     expected = {k: sum(c * w[k] for c, w in zip(coefficients, after_each_step)) / sum(coefficients) for k in floating}
-    average = trainer.ema.averages["G"].module.state_dict()
+    average = trainer.ema.state_dict()["networks"]["G"]
     assert [k for k in floating if not torch.allclose(average[k], expected[k], atol=1e-6)] == []
     assert not all(torch.equal(average[k], after_each_step[-1][k]) for k in floating)  # an average, not a copy
 
@@ -82,7 +81,7 @@ def test_a_resumed_run_continues_the_average_exactly(data: Path, tmp_path: Path)
     straight = Trainer(pix2pix_recipe(data), tmp_path / "straight", show_progress=False)
     straight.run()
     interrupted = Trainer(pix2pix_recipe(data), tmp_path / "resumed", show_progress=False)
-    inner = interrupted.model.train_step
+    inner = interrupted.parts.step
 
     def stop_after_two(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         losses = inner(batch)
@@ -90,7 +89,7 @@ def test_a_resumed_run_continues_the_average_exactly(data: Path, tmp_path: Path)
             interrupted.request_stop()
         return losses
 
-    interrupted.model.train_step = stop_after_two
+    interrupted.parts.step = stop_after_two  # type: ignore[method-assign]
     with pytest.raises(TrainingInterrupted):
         interrupted.run()
     Trainer(pix2pix_recipe(data), tmp_path / "resumed", resume=True, show_progress=False).run()
@@ -108,21 +107,33 @@ def test_every_generator_is_averaged_and_nothing_else(tmp_path: Path) -> None:
     assert set(GeneratorEMA(cyclegan, 0.9).averages) == {"G_A", "G_B"}
 
 
+class _OneGenerator(torch.nn.Module):
+    network_kinds = {"G": "generator"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.networks = torch.nn.ModuleDict({"G": torch.nn.Linear(1, 1, bias=False)})
+
+
 def test_the_average_forgets_the_initial_weights_early() -> None:
     """0.999 after 20 updates: the plain EMA is still 98% the first weights; the corrected one is the mean."""
-    net = torch.nn.Linear(1, 1, bias=False)
-    average = AveragedModel(net, multi_avg_fn=debiased_ema_update(0.999), use_buffers=True)
+    assert debiased_step(0.999, 1) == 1.0 and debiased_step(0.999, 2) == pytest.approx(1 / 1.999)
+    model = _OneGenerator()
+    net = model.networks["G"]
+    ema = GeneratorEMA(model, 0.999)
     for value in range(1, 21):
         net.weight.data.fill_(float(value))
-        average.update_parameters(net)
+        ema.update(model)
     coefficients = [0.999 ** (20 - i) for i in range(1, 21)]
     expected = sum(c * v for c, v in zip(coefficients, range(1, 21))) / sum(coefficients)
-    assert average.module.weight.item() == pytest.approx(expected, rel=1e-5)
-    assert 10 < average.module.weight.item() < 11  # the plain rule would give about 1.2
+    average = ema.state_dict()["networks"]["G"]["weight"].item()
+    assert average == pytest.approx(expected, rel=1e-5)
+    assert 10 < average < 11  # the plain rule would give about 1.2
+    assert ema.state_dict()["updates"] == {"G": 20}
 
 
 def test_ema_off_by_default_and_bounded() -> None:
-    assert prepare_recipe(Path(__file__).parents[1] / "recipes" / "quickstart_pix2pix.yaml")["train"]["ema"] == 0.0
+    assert prepare_recipe(Path(__file__).parents[1] / "recipes" / "quickstart_pix2pix.yaml").train.ema == 0.0
     with pytest.raises(RecipeError, match="train.ema"):
         prepare_recipe(Path(__file__).parents[1] / "recipes" / "quickstart_pix2pix.yaml", ["train.ema=1.0"])
 

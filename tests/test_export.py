@@ -37,7 +37,7 @@ def make_run(tmp_path: Path, name: str) -> Path:
                  f"data.crop_size={side}",
                  "train.device=cpu", *TINY[name]]
     recipe = prepare_recipe(RECIPES / f"{name}.yaml", overrides)
-    model = get_component("model", recipe["model"]["type"]).factory(recipe, torch.device("cpu"))
+    model = get_component("model", recipe.model.type).factory(recipe, torch.device("cpu"))
     with torch.no_grad():  # non-trivial running statistics, so eval and batch modes differ
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -45,7 +45,8 @@ def make_run(tmp_path: Path, name: str) -> Path:
                 m.running_var.uniform_(0.5, 2.0)
     run = tmp_path / "run"
     CheckpointDir(run / "checkpoints").save(
-        {"step": 7, "recipe": recipe, "networks": {k: v.state_dict() for k, v in model.networks.items()}}, 7)
+        {"step": 7, "recipe": recipe.to_dict(), "networks": {k: v.state_dict() for k, v in model.networks.items()}},
+        7)
     return run
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from fault_injection import tiny_recipe
 from ganzoo.errors import GanzooError, RecipeError
-from ganzoo.recipe import dump_recipe, load_recipe, resolve_recipe
+from ganzoo.recipe import Recipe, dump_recipe, load_recipe, resolve_recipe
 from ganzoo.recipe.load import apply_overrides
 
 BASES = {model: tiny_recipe(model, "datasets/fuzz") for model in ("pix2pix", "cyclegan", "bicyclegan")}
@@ -65,7 +65,7 @@ def set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any, delete: bo
             node[path[-1]] = value
 
 
-def resolve_or_user_error(raw: Any) -> dict[str, Any] | None:
+def resolve_or_user_error(raw: Any) -> Recipe | None:
     try:
         resolved = resolve_recipe(raw)
     except GanzooError as error:
@@ -73,8 +73,9 @@ def resolve_or_user_error(raw: Any) -> dict[str, Any] | None:
         assert str(error).strip() and len(str(error).splitlines()) <= 20  # one screen
         return None
     # A resolved recipe is complete and round-trips through its own YAML.
-    assert {"model", "data", "train", "log"} <= set(resolved)
+    assert isinstance(resolved, Recipe) and {"model", "data", "train", "log"} <= set(resolved.to_dict())
     assert resolve_recipe(yaml.safe_load(dump_recipe(resolved))) == resolved
+    assert resolve_recipe(resolved.to_dict()) == resolved
     return resolved
 
 

@@ -71,7 +71,7 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path: Path)
     Trainer(recipe, straight, show_progress=False).run()
 
     interrupted = Trainer(recipe, parted, show_progress=False)
-    real_step = interrupted.model.train_step
+    real_step = interrupted.parts.step
 
     def step_then_stop(batch):  # what a SIGINT during step 2 does
         losses = real_step(batch)
@@ -79,7 +79,7 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path: Path)
             interrupted.request_stop()
         return losses
 
-    interrupted.model.train_step = step_then_stop
+    interrupted.parts.step = step_then_stop
     with pytest.raises(TrainingInterrupted, match="resume"):
         interrupted.run()
     assert load_checkpoint(parted / "checkpoints" / "latest.pt")["step"] == 2
@@ -140,7 +140,7 @@ def test_linear_decay_follows_epochs_and_epochs_decay(tmp_path: Path) -> None:
     overrides = tiny_args(name, tmp_path / "data", steps=8)[1::2] + ["train.epochs=1", "train.epochs_decay=3"]
     trainer = Trainer(prepare_recipe(RECIPES / f"{name}.yaml", overrides), tmp_path / "run", show_progress=False)
     assert (trainer.total_steps, trainer.decay_steps) == (8, 6)
-    opt, sched = trainer.model.optimizers["G"], trainer.schedulers["G"]
+    opt, sched = trainer.optimizers["G"], trainer.schedulers["G"]
     lrs = []
     for _ in range(8):
         lrs.append(opt.param_groups[0]["lr"])
@@ -216,9 +216,9 @@ def test_every_step_trains_in_train_mode_after_samples_and_evaluations(tmp_path:
     modes: list[bool] = []
     original_step = trainer.model.train_step
 
-    def recording_step(batch):  # type: ignore[no-untyped-def]
+    def recording_step(batch, updater):  # type: ignore[no-untyped-def]
         modes.append(all(module.training for module in trainer.model.modules()))
-        return original_step(batch)
+        return original_step(batch, updater)
 
     trainer.model.train_step = recording_step  # type: ignore[method-assign]
     trainer.run()
@@ -252,12 +252,15 @@ def test_data_cache_with_random_flips_is_a_recipe_error(tmp_path: Path) -> None:
 
 
 def test_data_cache_needs_a_dataset_that_takes_it(tmp_path: Path, temp_register) -> None:
+    from ganzoo.data.from_recipe import dataset_kwargs
     from ganzoo.errors import DataError
-    from ganzoo.training.trainer import dataset_kwargs
+    from ganzoo.recipe import resolve_recipe
+    from helpers import pix2pix_recipe
 
     temp_register("dataset", "no_cache_here", lambda root, split="train", seed=0: None)
-    recipe = {"data": {"dataset": "no_cache_here", "root": str(tmp_path), "cache": True}, "train": {"seed": 0}}
+    raw = pix2pix_recipe()
+    raw["data"] = {"dataset": "no_cache_here", "root": str(tmp_path), "cache": True}
     with pytest.raises(DataError, match="takes no 'cache' argument"):
-        dataset_kwargs(recipe, "train")
-    recipe["data"]["cache"] = False
-    assert dataset_kwargs(recipe, "train") == {"root": str(tmp_path), "split": "train", "seed": 0}
+        dataset_kwargs(resolve_recipe(raw), "train")
+    raw["data"]["cache"] = False
+    assert dataset_kwargs(resolve_recipe(raw), "train") == {"root": str(tmp_path), "split": "train", "seed": 0}
