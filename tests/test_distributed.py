@@ -108,9 +108,6 @@ def test_nproc_refuses_a_batch_it_cannot_split_before_starting_processes(tmp_pat
     assert "train.batch_size: is 3" in result.output and "2 processes" in result.output
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: ganzoo/cli/train_cmd.py takes the run lock (RunLock.acquire "
-                   "creates --out) before _launch_workers checks the batch split, so the refused run leaves an "
-                   "empty run folder behind")
 def test_a_refused_nproc_run_leaves_no_run_folder(tmp_path: Path) -> None:
     result, out = _refused_nproc_run(tmp_path)
     assert result.exit_code == 2, result.output

@@ -28,9 +28,7 @@ def changed(before: dict[str, torch.Tensor], net: torch.nn.Module) -> bool:
     (lambda: bicyclegan_recipe(norm="batch", dropout=True), lambda: batch(4)),
     (lambda: bicyclegan_recipe(use_same_D=True), lambda: batch(4)),
     (lambda: _conditional_bicyclegan(), lambda: batch(4)),
-    pytest.param(lambda: _ensemble_D2_bicyclegan(), lambda: batch(4), marks=pytest.mark.xfail(
-        strict=True, reason="core bug: ganzoo/models/networks.py build_networks passes the frozen recipe's tuples "
-        "and MappingProxyType to constructors (dict(spec) is shallow); the ensemble's members list is refused")),
+    (lambda: _ensemble_D2_bicyclegan(), lambda: batch(4)),
     (lambda: pix2pix_recipe(dropout=True), lambda: batch(2, 3, 3)),
     (lambda: cyclegan_recipe(), lambda: batch(2, 3, 3)),
 ], ids=["bicyclegan", "bicyclegan-batchnorm-dropout", "bicyclegan-same-D", "bicyclegan-conditional-D",

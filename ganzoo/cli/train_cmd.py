@@ -106,6 +106,8 @@ def train_command(recipe: Path | None, overrides: tuple[str, ...], out_dir: Path
         raise click.UsageError("give a RECIPE to train, or --resume RUN_DIR")
     else:
         resolved = remember_cli_plugins(recipe_with_plugins(recipe, overrides))
+        if nproc > 1:  # refused before the run folder is locked (created)
+            _check_split(resolved, nproc)
         if out_dir is None:
             folder = safe_folder_name(resolved.name, recipe.stem)
             if folder != resolved.name:
@@ -139,6 +141,15 @@ def train_command(recipe: Path | None, overrides: tuple[str, ...], out_dir: Path
     finally:
         lock.release()
         shutdown_distributed()
+
+
+def _check_split(resolved: Recipe, nproc: int) -> None:
+    """The global batch must split evenly over ``nproc`` processes (RecipeError, exit 2)."""
+    from ganzoo.registry import get_component
+    from ganzoo.training.distributed import batch_multiple, check_batch_size
+
+    model_cls = get_component("model", resolved.model.type).factory
+    check_batch_size(resolved.train.batch_size, nproc, batch_multiple(model_cls))
 
 
 def _holds_a_run(out_dir: Path) -> bool:
@@ -194,8 +205,7 @@ def _launch_workers(nproc: int, resolved: Recipe, recipe: Path | None, overrides
     if launch_environment()[1] > 1:
         raise GanzooError("--nproc was given to a process that torchrun already started",
                           hint="use either torchrun --nproc-per-node N or ganzoo train --nproc N, not both")
-    model_cls = get_component("model", resolved.model.type).factory
-    check_batch_size(resolved.train.batch_size, nproc, batch_multiple(model_cls))
+    _check_split(resolved, nproc)
     root = click.get_current_context().find_root()
     child: list[str] = []
     for plugin in root.params.get("plugins") or ():

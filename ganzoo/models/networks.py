@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from ganzoo.contracts import ensure_contract
 from ganzoo.layers import init_weights
+from ganzoo.recipe.schema import plain
 from ganzoo.registry import build
 
 
@@ -18,7 +19,7 @@ def build_networks(networks: Mapping[str, Mapping[str, Any]], init: Mapping[str,
     """Build and initialise the networks ``names`` declared under ``model.networks``."""
     nets = nn.ModuleDict()
     for name in names:
-        spec = dict(networks[name])
+        spec = plain(networks[name])  # constructors get lists and dicts, as written in the recipe
         component = spec.pop("type")
         net = ensure_contract(kinds[name], component, build(kinds[name], component, **spec),
                               where=f"model.networks.{name}")
