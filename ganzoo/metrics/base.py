@@ -116,7 +116,8 @@ class EvalContext:
     # -- the data --------------------------------------------------------------------------------
     @property
     def model_type(self) -> str:
-        return str(getattr(self.model, "recipe", {}).get("model", {}).get("type", type(self.model).__name__.lower()))
+        recipe = getattr(self.model, "recipe", None)
+        return recipe.model.type if recipe is not None else type(self.model).__name__.lower()
 
     def items(self) -> list[dict[str, Any]]:
         if self._items is None:
