@@ -230,3 +230,19 @@ def test_corrupt_run_folder_falls_back_for_inference_too(plugin_run: dict[str, P
     assert model.step == 1 and len(warnings) == 1 and newest.name in warnings[0]
     assert torch.is_tensor(next(model.networks["G"].parameters()))
     plugin_run["marker"].unlink()
+
+
+def test_an_installed_plugin_calling_sys_exit_is_an_error_naming_it(tmp_path: Path, isolated_plugins: None,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Next to item 13: the same for an entry-point plugin, which every command imports at start."""
+    from test_plugins import install_fake_distribution
+
+    site = tmp_path / "site"
+    install_fake_distribution(site, "quitter", {"quit": "my_quitting_plugin"})
+    (site / "my_quitting_plugin.py").write_text("import sys\nsys.exit(0)\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(plugins, "_entry_points_loaded", False)
+    monkeypatch.delenv(plugins.DISABLE_ENV, raising=False)
+    result = invoke(["list"])
+    assert result.exit_code == 2 and "quitter:quit" in result.output and "sys.exit" in result.output, result.output
+    sys.modules.pop("my_quitting_plugin", None)

@@ -230,3 +230,61 @@ def test_an_allocation_failure_is_one_line_not_a_traceback(monkeypatch: pytest.M
     if "can't allocate" not in result.output:
         pytest.skip("ganzoo list no longer calls list_components; the handler is tested through it only")
     assert result.exit_code == 2 and "ran out of memory" in result.output and "Traceback" not in result.output
+
+
+def test_a_full_or_read_only_disk_in_any_command_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`ganzoo sample/eval/export/data ...` writing on a full or read-only disk: the OSError's words and file."""
+    from ganzoo.cli import list_cmd
+
+    for code, words in ((errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")):
+        def fail(*args: Any, **kwargs: Any) -> None:
+            raise OSError(code, words, str(tmp_path / "out.png"))
+
+        monkeypatch.setattr(list_cmd, "list_components", fail)
+        result = invoke(["list"])
+        assert result.exit_code == 1 and words in result.output and "out.png" in result.output, result.output
+        assert "Traceback" not in result.output
+
+
+def test_a_recipe_path_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "recipe.yaml"
+    os.mkfifo(fifo)
+    from test_hostile_data import time_limit
+
+    for command in (["info", str(fifo)], ["train", str(fifo), "--out", str(tmp_path / "run")]):
+        with time_limit(10):  # the old code waited in open() for a writer that never comes
+            result = invoke(command)
+        assert result.exit_code == 2 and "is a FIFO (named pipe), not a recipe file" in result.output, result.output
+
+
+@pytest.mark.parametrize("damage", ["ema string", "ema networks list", "step string", "network value str",
+                                    "recipe train str"])
+def test_a_checkpoint_with_malformed_fields_is_an_error_not_a_traceback(tmp_path: Path, finished_run: Path,
+                                                                        damage: str) -> None:
+    """Next to item 2: fields a crafted or damaged checkpoint can get wrong, for ganzoo.load and sample."""
+    import copy
+
+    import torch
+
+    import ganzoo
+    from ganzoo.errors import GanzooError
+    from ganzoo.training.checkpoint import atomic_save
+
+    good = torch.load(finished_run / "checkpoints" / "latest.pt", weights_only=True)
+    payload = copy.deepcopy(good)
+    first_key = next(iter(payload["networks"]["G"]))
+    if damage == "ema string":
+        payload["ema"] = "x"
+    elif damage == "ema networks list":
+        payload["ema"] = {"networks": [1]}
+    elif damage == "step string":
+        payload["step"] = "abc"
+    elif damage == "network value str":
+        payload["networks"]["G"][first_key] = "x"
+    else:
+        payload["recipe"]["train"] = "x"
+    path = atomic_save(payload, tmp_path / "bad.pt")
+    with pytest.raises(GanzooError):
+        ganzoo.load(path, device="cpu")
+    result = invoke(["sample", str(path), "--input", str(tmp_path), "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output

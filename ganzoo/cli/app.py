@@ -70,6 +70,17 @@ class GanzooGroup(click.Group):
             print_error(GanzooError("ran out of memory", hint="the recipe or input asks for more memory than "
                                     "this machine has (image size, widths, batch size)"))
             ctx.exit(2)
+        except OSError as exc:  # the machine, not ganzoo: a full or read-only disk, a folder without permission
+            import errno
+
+            hints = {errno.ENOSPC: "free some disk space", errno.EROFS: "choose a folder on a writable file system",
+                     errno.EACCES: "check the permissions of the file or folder", errno.EPERM:
+                     "check the permissions of the file or folder", getattr(errno, "EDQUOT", -1): "free some quota"}
+            if exc.errno not in hints:
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            print_error(GanzooError(f"{exc.strerror or exc}{where}", hint=hints[exc.errno]))
+            ctx.exit(1)
         except RuntimeError as exc:  # torch's allocators: CPU "can't allocate memory", CUDA OutOfMemoryError
             text = str(exc)
             if type(exc).__name__ != "OutOfMemoryError" and "can't allocate memory" not in text:

@@ -74,4 +74,18 @@ def recipe_with_plugins(path: Any, overrides: Any = (), announce: Callable[[str]
     """
     from ganzoo.recipe import prepare_recipe
 
+    _require_regular_recipe(path)
     return prepare_recipe(path, list(overrides), announce=announce)
+
+
+def _require_regular_recipe(path: Any) -> None:
+    """A recipe path that is a FIFO, socket or device would block ``open()`` for ever: refuse it."""
+    from ganzoo.errors import RecipeError
+    from ganzoo.safe_files import NotARegularFile, open_regular_file
+
+    try:
+        open_regular_file(path).close()
+    except NotARegularFile as exc:
+        raise RecipeError("", f"{path} is {exc.kind}, not a recipe file") from None
+    except OSError:
+        pass  # missing or unreadable: the recipe loader says so in its own words

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ganzoo.errors import DataError, did_you_mean
+from ganzoo.safe_files import NotARegularFile, is_regular_file, open_regular_file
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -96,23 +96,6 @@ def list_images(folder: Path, max_items: int | None = None) -> list[Path]:
     return found[:max_items] if max_items is not None else found
 
 
-def is_regular_file(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` (links followed) is a regular file, not a FIFO, socket, device or broken link."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
-def _kind_of(mode: int) -> str:
-    for test, word in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISDIR, "a folder")):
-        if test(mode):
-            return word
-    return "not a regular file"
-
-
 @contextlib.contextmanager
 def open_image(path: Path | str) -> Iterator[Image.Image]:
     """``PIL.Image.open`` on a file checked to be a regular file *after* opening it (no race), so that
@@ -120,22 +103,14 @@ def open_image(path: Path | str) -> Iterator[Image.Image]:
     a :class:`DataError` naming the file (decompression bombs included)."""
     path = Path(path)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO opens at once, unread
+        handle = open_regular_file(path)  # a FIFO opens at once and is refused, never read
     except FileNotFoundError:
         raise DataError(f"image file {path} does not exist (was it deleted after the dataset was listed?)") from None
+    except NotARegularFile as exc:
+        raise DataError(f"{path} is {exc.kind}, not an image file",
+                        hint="remove it from the dataset folder") from None
     except OSError as exc:
         raise DataError(f"cannot open image {path}: {exc.strerror or exc}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise DataError(f"{path} is {_kind_of(mode)}, not an image file",
-                            hint="remove it from the dataset folder")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        handle = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
     with handle:
         try:
             image = Image.open(handle)

@@ -199,6 +199,16 @@ def check_model_payload(payload: dict[str, Any], path: str | os.PathLike[str]) -
     plugins = recipe.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise CheckpointError(f"{path}: its stored recipe's plugins is not a list of names")
+    step = payload.get("step", 0)
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{path} has no valid step count (step={step!r})")
+    ema = payload.get("ema")
+    if ema is not None and ema != {}:
+        averages = ema.get("networks", {}) if isinstance(ema, dict) else None
+        if not isinstance(averages, dict) or not all(isinstance(v, dict) for v in averages.values()):
+            raise CheckpointError(f"{path}: its weight average ('ema') is not a mapping of state dicts")
+        if not isinstance(ema.get("updates", {}), dict):
+            raise CheckpointError(f"{path}: its weight average's update counts are not a mapping")
     return recipe
 
 
@@ -353,6 +363,12 @@ def estimate_checkpoint_bytes(state: dict[str, Any], optimizers: Iterable[torch.
 
 def load_network_state(name: str, net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """``net.load_state_dict(state)``, with an error naming the network and key that do not fit."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"network {name} in {source} is a {type(state).__name__}, not a state dict")
+    wrong = next((k for k, v in state.items() if not isinstance(v, torch.Tensor)), None)
+    if wrong is not None:
+        raise CheckpointError(f"network {name} in {source}: {wrong!r} holds a {type(state[wrong]).__name__}, "
+                              "not a tensor", hint="the checkpoint is damaged or was edited")
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
