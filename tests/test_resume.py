@@ -19,27 +19,10 @@ import torch
 from fault_injection import SHAPES_PAIRED, SHAPES_UNPAIRED, run_ganzoo, tiny_recipe, write_recipe
 from ganzoo.data.shapes import ensure_shapes
 from ganzoo.training.checkpoint import CheckpointDir, load_checkpoint
+from helpers import assert_identical
 
 MODELS = ("pix2pix", "cyclegan", "bicyclegan")
 FINAL = "step_00000010.pt"
-
-
-def assert_identical(a: Any, b: Any, where: str = "checkpoint") -> None:
-    """Tensors equal bit for bit (dtype and shape included), plain data equal, at every depth."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor), where
-        assert a.dtype == b.dtype and a.shape == b.shape, where
-        assert torch.equal(a, b), f"{where} differs"
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys {list(a)} vs {list(b)}"
-        for key in a:
-            assert_identical(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_identical(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 @pytest.fixture(scope="module")
