@@ -184,6 +184,16 @@ def tiny_run(tmp: Path, recipe: str, data_root: Path, *overrides: str) -> Path:
     return run
 
 
+# -- plugins ----------------------------------------------------------------------------------------------
+def install_fake_distribution(site: Path, name: str, entry_points: dict[str, str]) -> None:
+    """A ``*.dist-info`` folder importlib.metadata finds on sys.path: what pip install leaves behind."""
+    info = site / f"{name.replace('-', '_')}-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1.0\n")
+    lines = "".join(f"{k} = {v}\n" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[ganzoo.plugins]\n{lines}")
+
+
 # -- the toy model and networks of the recipe tests -------------------------------------------------------
 class ToyGenerator(nn.Module):
     """Two convolutions; size_multiple is 2**num_downs like a U-Net of that depth."""

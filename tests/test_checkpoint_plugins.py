@@ -235,7 +235,7 @@ def test_corrupt_run_folder_falls_back_for_inference_too(plugin_run: dict[str, P
 def test_an_installed_plugin_calling_sys_exit_is_an_error_naming_it(tmp_path: Path, isolated_plugins: None,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Next to item 13: the same for an entry-point plugin, which every command imports at start."""
-    from test_plugins import install_fake_distribution
+    from helpers import install_fake_distribution
 
     site = tmp_path / "site"
     install_fake_distribution(site, "quitter", {"quit": "my_quitting_plugin"})
