@@ -73,13 +73,15 @@ def test_explicit_optimizer_flags_are_kept() -> None:
                                          ("cyclegan", "instance")])
 @pytest.mark.parametrize("each_at_once", [True, False], ids=["each_at_once", "collected"])
 def test_updates_inside_the_backward_give_the_same_weights_bit_for_bit(name: str, g_norm: str, each_at_once: bool,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        torch_threads: Any) -> None:
     """train.step_in_backward: each parameter updated as its gradient completes equals one step after
     the backward, weights and Adam moments alike, over three steps. BicycleGAN with batch norm calls G
     once per branch, so the frozen encoder's backward (detached weights of E) and E's own accumulation
     are not tied by the graph: the engine's order must still run the former first."""
     from ganzoo.training import steps_in_backward
 
+    torch_threads(1)  # both runs alike; tiny convolutions are faster on one thread of a busy machine
     if each_at_once:  # else these tiny gradients are all collected and applied as the backward ends
         monkeypatch.setattr(steps_in_backward, "FLUSH_BYTES", 1)
     _, recipe_of, _ = MODELS[name]
@@ -154,12 +156,16 @@ def _net_and_optimizer() -> tuple[nn.Linear, torch.optim.Optimizer]:
 
 
 @pytest.mark.parametrize("in_backward", [False, True], ids=["after-backward", "in-backward"])
-def test_no_update_follows_a_nonfinite_gradient(in_backward: bool) -> None:
-    """Inside the backward or after it, a NaN/inf gradient updates no parameter and no Adam moment."""
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_no_update_follows_a_nonfinite_gradient(in_backward: bool, policy: str) -> None:
+    """Inside the backward or after it, a NaN/inf gradient updates no parameter and no Adam moment.
+    Under ``stop`` the refusal is sticky (the run stops at its next check); ``skip`` refuses that group's
+    update alone, names the group, and the next finite gradient is applied."""
     net, opt = _net_and_optimizer()
     before = copy.deepcopy(net.state_dict())
-    updater = Updater({"G": opt}, "fp32", torch.device("cpu"), step_in_backward=in_backward)
-    assert updater.step_in_backward is in_backward
+    updater = Updater({"G": opt}, "fp32", torch.device("cpu"), step_in_backward=in_backward, nonfinite=policy)
+    # updates inside the backward only where every gradient is checked before its parameter: under stop
+    assert updater.step_in_backward is (in_backward and policy == "stop")
     updater.begin_step()
     updater.update("G", net(torch.tensor([[math.inf, 1.0]])).sum())  # an inf weight gradient
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
@@ -167,12 +173,20 @@ def test_no_update_follows_a_nonfinite_gradient(in_backward: bool) -> None:
         for key in ("exp_avg", "exp_avg_sq"):
             if key in state:
                 assert torch.isfinite(state[key]).all() and not state[key].any(), key
+    updater.begin_step()
+    updater.update("G", net(torch.ones(1, 2)).sum())  # a finite gradient after it
+    if policy == "skip":
+        assert updater.skipped == ["G"] and not torch.equal(net.weight, before["weight"])
+    else:
+        assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+        assert updater.nonfinite_report() is not None
     # the control: a finite gradient from the same start is applied
     net, opt = _net_and_optimizer()
-    updater = Updater({"G": opt}, "fp32", torch.device("cpu"), step_in_backward=in_backward)
+    updater = Updater({"G": opt}, "fp32", torch.device("cpu"), step_in_backward=in_backward, nonfinite=policy)
     updater.begin_step()
     updater.update("G", net(torch.ones(1, 2)).sum())
     assert not torch.equal(net.weight, before["weight"]) and updater.skipped == []
+    assert updater.nonfinite_report() is None
 
 
 def test_the_fused_finiteness_check_matches_the_plain_one_and_leaves_gradients_alone() -> None:
