@@ -288,3 +288,18 @@ def test_a_checkpoint_with_malformed_fields_is_an_error_not_a_traceback(tmp_path
         ganzoo.load(path, device="cpu")
     result = invoke(["sample", str(path), "--input", str(tmp_path), "--out", str(tmp_path / "s")])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+
+
+def test_ctrl_c_while_the_command_is_still_importing_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    """Item 15: Ctrl-C during `import torch` used to print a KeyboardInterrupt traceback."""
+    import signal
+
+    child = subprocess.Popen([sys.executable, "-m", "ganzoo", "list"], env=subprocess_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # the command needs well over a second to import torch and its components
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    if child.returncode == 0:
+        pytest.skip("the command finished before the signal arrived")
+    assert child.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
