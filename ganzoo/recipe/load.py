@@ -22,6 +22,7 @@ import yaml
 
 from ganzoo.errors import RecipeError, did_you_mean
 from ganzoo.plugins import normalise_recipe_plugins
+from ganzoo.safe_files import NotARegularFile, open_regular_file
 from ganzoo.recipe import schema
 
 
@@ -74,7 +75,10 @@ def read_yaml_file(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise RecipeError("", f"{path} is a folder, not a recipe file")
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular_file(path) as f:  # a FIFO named x.yaml would block open() for ever
+            text = f.read().decode("utf-8")
+    except NotARegularFile as exc:
+        raise RecipeError("", f"{path} is {exc.kind}, not a recipe file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError("", f"cannot read recipe file {path}: {exc}") from None
     tree = parse_yaml(text, str(path))
