@@ -252,3 +252,13 @@ def test_download_command_has_the_flag_to_raise_the_cap(tmp_path: Path, monkeypa
     assert refused.exit_code == 2 and "--max-unpacked-gb" in refused.output, refused.output
     allowed = invoke([*args, "--max-unpacked-gb", "0.01"])
     assert allowed.exit_code == 0, allowed.output
+
+
+def test_a_fifo_base_file_is_a_recipe_error_not_a_hang(tmp_path: Path) -> None:
+    from ganzoo.errors import RecipeError
+    from ganzoo.recipe import load_recipe
+
+    os.mkfifo(tmp_path / "base.yaml")
+    (tmp_path / "recipe.yaml").write_text("base: base.yaml\nmodel: {type: pix2pix}\n")
+    with pytest.raises(RecipeError, match="FIFO"):
+        load_recipe(tmp_path / "recipe.yaml")
