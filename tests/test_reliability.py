@@ -28,7 +28,7 @@ from ganzoo.models.pix2pix import Pix2Pix
 from ganzoo.recipe import resolve_recipe
 from ganzoo.training import checkpoint as checkpoint_module
 from ganzoo.training.checkpoint import atomic_save, load_checkpoint
-from ganzoo.training.precision import Precision
+from ganzoo.training.updates import Updater
 from ganzoo.training.trainer import NonFiniteLoss, Trainer, TrainingInterrupted
 
 
@@ -54,13 +54,13 @@ def poison_step(monkeypatch: pytest.MonkeyPatch, step: int, seen: list[dict[str,
     real = Pix2Pix.train_step
     calls = {"n": 0}
 
-    def train_step(self: Pix2Pix, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def train_step(self: Pix2Pix, batch: dict[str, torch.Tensor], updater: Updater) -> dict[str, torch.Tensor]:
         calls["n"] += 1
         if seen is not None:
-            seen.append(snapshot(self))
+            seen.append(snapshot(self, updater))
         if calls["n"] == step:
             batch = {**batch, "A": torch.full_like(batch["A"], math.nan)}
-        return real(self, batch)
+        return real(self, batch, updater)
 
     monkeypatch.setattr(Pix2Pix, "train_step", train_step)
 
@@ -70,10 +70,10 @@ def invoke(args: list[str]) -> Any:
     return CliRunner(env={"COLUMNS": "400"}).invoke(ganzoo_main, args)
 
 
-def snapshot(model: Pix2Pix) -> dict[str, Any]:
+def snapshot(model: Pix2Pix, updater: Updater) -> dict[str, Any]:
     """Weights, buffers and optimizer moments (not the learning rate, which the schedule moves every step)."""
     return copy.deepcopy({"networks": {n: net.state_dict() for n, net in model.networks.items()},
-                          "optimizers": {n: opt.state_dict()["state"] for n, opt in model.optimizers.items()}})
+                          "optimizers": {n: opt.state_dict()["state"] for n, opt in updater.optimizers.items()}})
 
 
 def same(a: Any, b: Any) -> bool:
@@ -91,12 +91,12 @@ def test_nonfinite_stop_names_loss_and_step_and_keeps_the_last_checkpoint(
         data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     poison_step(monkeypatch, 3)
     t = trainer(data_root, tmp_path / "run")
-    assert t.model.precision.step_in_backward  # the run stops: updates inside the backward may stay on
+    assert t.updater.step_in_backward  # the run stops: updates inside the backward may stay on
     with pytest.raises(NonFiniteLoss) as info:
         t.run()
     message = str(info.value)
     assert "at step 3" in message and "loss D" in message and "step_00000002.pt is untouched" in message
-    assert "stopped at the first non-finite gradient" in message and "train.nonfinite=skip" in message
+    assert "no update was applied from then on" in message and "train.nonfinite=skip" in message
     assert info.value.exit_code == 3
     files = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*.pt"))
     assert files == ["step_00000002.pt"]
@@ -121,7 +121,7 @@ def test_nonfinite_skip_really_skips_the_update(data_root: Path, tmp_path: Path,
     seen: list[dict[str, Any]] = []
     poison_step(monkeypatch, 3, seen)
     t = trainer(data_root, tmp_path / "run", nonfinite="skip")
-    assert not t.model.precision.step_in_backward  # a skipped update checks every gradient before any update
+    assert not t.updater.step_in_backward  # a skipped update checks every gradient before any update
     result = t.run()
     assert result.step == 4 and t.skipped_steps == 1
     # State entering step 4 == state entering step 3: weights, batch-norm statistics, Adam moments.
@@ -138,7 +138,7 @@ def test_a_skipped_step_is_not_averaged_into_the_weight_average(data_root: Path,
     t = trainer(data_root, tmp_path / "run", nonfinite="skip", ema=0.5)
     t.run()
     assert t.skipped_steps == 1
-    assert int(t.ema.averages["G"].n_averaged) == 3  # 4 steps, one of them skipped
+    assert t.ema.updates["G"] == 3  # 4 steps, one of them skipped
 
 
 @pytest.mark.parametrize("in_backward", [False, True])
@@ -146,16 +146,20 @@ def test_precision_refuses_nonfinite_gradients(in_backward: bool) -> None:
     net = torch.nn.Linear(2, 2)
     opt = torch.optim.Adam(net.parameters(), fused=True)
     before = copy.deepcopy(net.state_dict())
-    precision = Precision("fp32", torch.device("cpu"))
-    precision.guard_nonfinite = True
-    precision.step_in_backward = in_backward
-    precision.update(net(torch.tensor([[math.inf, 1.0]])).sum(), [opt], "G")  # inf weight gradient
-    assert precision.skipped == ["G"] and torch.equal(net.weight, before["weight"])
+    # updates inside the backward run under nonfinite: stop only (sticky); skip refuses one update
+    precision = Updater({"G": opt}, "fp32", torch.device("cpu"), step_in_backward=in_backward,
+                        nonfinite="stop" if in_backward else "skip")
+    assert precision.step_in_backward is in_backward
+    precision.update("G", net(torch.tensor([[math.inf, 1.0]])).sum())  # inf weight gradient
+    assert (precision.nonfinite_report() is not None if in_backward else precision.skipped == ["G"])
+    assert torch.equal(net.weight, before["weight"])
     # no moment saw the gradient (inside the backward, a parameter updated before it, here maybe the bias, keeps
     # its update: the run stops under train.nonfinite=stop, and skip updates after the backward)
     assert float(opt.state.get(net.weight, {"step": torch.zeros(())})["step"]) == 0
+    if in_backward:  # stop: nothing is updated from then on
+        return
     opt.zero_grad(set_to_none=True)
-    precision.update(net(torch.ones(1, 2)).sum(), [opt], "G")
+    precision.update("G", net(torch.ones(1, 2)).sum())
     assert precision.skipped == ["G"] and not same(net.state_dict(), before)
     assert float(opt.state[net.weight]["step"]) == 1
 
@@ -220,7 +224,7 @@ def test_unwritable_output_folder_is_a_clear_error(data_root: Path, tmp_path: Pa
     blocker.write_text("not a folder")
     path = write_recipe(tiny_recipe("pix2pix", data_root), tmp_path / "r.yaml")
     result = invoke(["train", str(path), "--out", str(blocker / "run"), "--no-progress"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output  # a RunFolderError: a user mistake, exit code 2
     assert "cannot write to the output folder" in result.output and "Traceback" not in result.output
 
 
@@ -274,22 +278,23 @@ def test_checkpoint_from_another_recipe_names_network_and_key(data_root: Path, t
     trainer(data_root, run, max_steps=2).run()
     payload = load_checkpoint(run / "checkpoints" / "latest.pt")
     # Loading: a recipe with a wider generator.
-    wider = recipe(data_root)
+    wider = recipe(data_root).to_dict()
     wider["model"]["networks"]["G"]["ngf"] = 8
-    other = Trainer(wider, tmp_path / "other", show_progress=False)
+    other = Trainer(resolve_recipe(wider), tmp_path / "other", show_progress=False)
     with pytest.raises(CheckpointError) as info:
         other.load_state(payload, "run/latest.pt")
     assert "network G in run/latest.pt" in str(info.value) and "has shape" in str(info.value)
     # A deeper generator: keys missing.
-    deeper = recipe(data_root)
+    deeper = recipe(data_root).to_dict()
     deeper["model"]["networks"]["G"]["num_downs"] = 4
     with pytest.raises(CheckpointError, match=r"network G .* (missing|unexpected) \d+ key"):
-        Trainer(deeper, tmp_path / "deeper", show_progress=False).load_state(payload, "x")
+        Trainer(resolve_recipe(deeper), tmp_path / "deeper", show_progress=False).load_state(payload, "x")
 
     # Resuming: a checkpoint whose stored recipe no longer matches its weights (another version).
     payload["recipe"]["model"]["networks"]["D"]["n_layers"] = 3
     atomic_save(payload, run / "checkpoints" / "step_00000003.pt")
-    result = invoke(["train", "--resume", str(run), "--no-progress"])
+    # (a longer run: a finished one is left as it is without loading anything)
+    result = invoke(["train", "--resume", str(run), "--no-progress", "--set", "train.max_steps=3"])
     assert result.exit_code == 2, result.output
     assert "network D" in result.output and "Traceback" not in result.output
     assert "model.0" in result.output or "key" in result.output
