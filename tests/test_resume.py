@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from fault_injection import SHAPES_PAIRED, SHAPES_UNPAIRED, run_ganzoo, tiny_recipe, write_recipe
 from ganzoo.data.shapes import ensure_shapes
