@@ -150,14 +150,35 @@ def _rules() -> dict[type, Any]:
             ResNetEncoder: _resnet_encoder_key, ConvEncoder: _conv_encoder_key}
 
 
-def official_key_map(net: nn.Module) -> dict[str, str]:
+def official_key_map(net: nn.Module, name: str | None = None) -> dict[str, str]:
     """``{ganzoo key: official key}`` for every entry of ``net.state_dict()``."""
     rule = _rules().get(type(net))
     if rule is None:
         raise GanzooError(f"{type(net).__name__} has no official counterpart to import weights from",
                           hint="official checkpoints exist for U-Net/ResNet generators, PatchGAN/PixelGAN/"
                                "multiscale discriminators and the BicycleGAN resnet/conv encoders")
+    _refuse_extensions(net, name or type(net).__name__)
     return {key: rule(net, key) for key in net.state_dict()}
+
+
+def _refuse_extensions(net: nn.Module, name: str) -> None:
+    """The official networks have neither spectral norm nor self-attention: weights saved without them
+    describe another function (spectral norm divides each weight by its largest singular value; an
+    attention block has no weights to come from), so such an import is refused rather than approximated."""
+    from ganzoo.layers.attention import SelfAttention
+    from ganzoo.layers.spectral import uses_spectral_norm
+
+    is_discriminator = "discriminator" in type(net).__module__
+    leave_out = (f"; or leave {name}'s file out: a discriminator may stay at its initial weights"
+                 if is_discriminator else "")
+    if uses_spectral_norm(net):
+        raise GanzooError(
+            f"network {name} has spectral_norm: true, but the official networks were trained without it: their "
+            "weights, divided by their largest singular values, would be another network",
+            hint=f"import into a recipe with spectral_norm: false for {name}{leave_out}")
+    if any(isinstance(m, SelfAttention) for m in net.modules()):
+        raise GanzooError(f"network {name} has self-attention blocks (attention: [...]), which the official "
+                          "networks do not have", hint=f"import into a recipe with attention: [] for {name}{leave_out}")
 
 
 def to_official(net: nn.Module) -> dict[str, torch.Tensor]:
@@ -170,7 +191,7 @@ def convert_official_state(net: nn.Module, official: dict[str, torch.Tensor], *,
                            source: str = "the official file") -> dict[str, torch.Tensor]:
     """The official ``state_dict`` re-keyed for ``net``; errors name every key that does not fit."""
     official = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in official.items()}
-    mapping = official_key_map(net)
+    mapping = official_key_map(net, name)
     own = net.state_dict()
     converted: dict[str, torch.Tensor] = {}
     for ours, theirs in mapping.items():

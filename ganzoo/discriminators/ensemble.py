@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from ganzoo.discriminators.nlayer import check_discriminator_input, check_positive
 from ganzoo.errors import ComponentError
+from ganzoo.layers.spectral import apply_spectral_norm
 from ganzoo.registry import build, register
 
 
@@ -28,9 +29,12 @@ class EnsembleDiscriminator(nn.Module):
         input_nc: channels of the judged image, given to every member.
         members: one dict per member: ``type`` (a registered discriminator name) and its arguments
             (``input_nc`` comes from the ensemble). Default: the 70x70 PatchGAN and the PixelGAN.
+        spectral_norm: spectral normalisation on every conv of every member (a member may also ask
+            for it alone with its own ``spectral_norm: true``).
     """
 
-    def __init__(self, input_nc: int = 3, members: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, input_nc: int = 3, members: list[dict[str, Any]] | None = None,
+                 spectral_norm: bool = False) -> None:
         super().__init__()
         check_positive("discriminator 'ensemble'", input_nc=input_nc)
         if members is None:
@@ -60,6 +64,8 @@ class EnsembleDiscriminator(nn.Module):
         self.members = nn.ModuleList(nets)
         self.min_size = max(int(getattr(net, "min_size", 1)) for net in nets)
         self.size_multiple = math.lcm(*(int(getattr(net, "size_multiple", 1)) for net in nets))
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Score maps for ``x`` [N, input_nc, H, W]: every member's maps, in member order."""

@@ -11,12 +11,14 @@ import torch.nn as nn
 
 from ganzoo.discriminators.nlayer import (
     check_discriminator_input,
+    check_patchgan_attention,
     check_positive,
     patchgan_layers,
     patchgan_min_size,
     smallest_power_of_two_at_least,
 )
 from ganzoo.errors import ComponentError
+from ganzoo.layers.spectral import apply_spectral_norm
 from ganzoo.registry import register, register_preset
 
 
@@ -36,14 +38,18 @@ class MultiscaleDiscriminator(nn.Module):
         n_layers: stride-2 convs in each discriminator.
         norm: registered norm name.
         num_D: number of scales.
+        spectral_norm: spectral normalisation on every conv (combinable with any norm).
+        attention: layers of every scale's PatchGAN followed by a self-attention block (SAGAN), as for
+            ``nlayer``: 0 is the first conv, ``n_layers`` the last conv block; ``[]`` adds none.
 
     Attributes ``size_multiple`` (every multiple of it works) and ``min_size`` (smallest input side).
     """
 
     def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance",
-                 num_D: int = 2) -> None:
+                 num_D: int = 2, spectral_norm: bool = False, attention: tuple[int, ...] = ()) -> None:
         super().__init__()
         check_positive("discriminator 'multiscale'", input_nc=input_nc, ndf=ndf, n_layers=n_layers, num_D=num_D)
+        layers = check_patchgan_attention("discriminator 'multiscale'", attention, n_layers)
         widths = [int(round(ndf / 2**i)) for i in range(num_D)]
         if widths[-1] < 1:
             raise ComponentError(
@@ -61,9 +67,12 @@ class MultiscaleDiscriminator(nn.Module):
         self.size_multiple = smallest_power_of_two_at_least(min_size)
         # The official multiscale D keeps every conv bias, even before batch norm: same parameters.
         self.scales = nn.ModuleList(
-            nn.Sequential(*patchgan_layers(input_nc, width, n_layers, norm, always_bias=True)) for width in widths
+            nn.Sequential(*patchgan_layers(input_nc, width, n_layers, norm, always_bias=True, attention=layers))
+            for width in widths
         )
         self.downsample = nn.AvgPool2d(kernel_size=3, stride=2, padding=1, count_include_pad=False)
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Score maps for ``x`` [N, input_nc, H, W], finest first: ``num_D`` tensors [N, 1, H_i, W_i]."""

@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from ganzoo.discriminators.nlayer import check_discriminator_input, check_positive
 from ganzoo.layers import activation, conv_bias_for, norm_layer
+from ganzoo.layers.spectral import apply_spectral_norm
 from ganzoo.registry import register
 
 
@@ -17,9 +18,12 @@ class PixelDiscriminator(nn.Module):
         input_nc: channels of the judged image.
         ndf: filters of the first 1x1 conv (the second has twice as many).
         norm: registered norm name, applied after the second conv.
+        spectral_norm: spectral normalisation on every conv (combinable with any norm).
+
+    It takes no ``attention``: a PixelGAN judges every pixel on its own, which attention would undo.
     """
 
-    def __init__(self, input_nc: int = 3, ndf: int = 64, norm: str = "batch") -> None:
+    def __init__(self, input_nc: int = 3, ndf: int = 64, norm: str = "batch", spectral_norm: bool = False) -> None:
         super().__init__()
         check_positive("discriminator 'pixel'", input_nc=input_nc, ndf=ndf)
         self.input_nc = input_nc
@@ -35,6 +39,8 @@ class PixelDiscriminator(nn.Module):
             # pix2pix ties this bias to the norm too, although no norm follows; kept for the same parameters.
             nn.Conv2d(ndf * 2, 1, kernel_size=1, bias=bias),
         )
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Score map [N, 1, H, W] for ``x`` [N, input_nc, H, W]: one raw score per pixel."""

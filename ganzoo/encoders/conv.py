@@ -13,6 +13,7 @@ from ganzoo.errors import ComponentError
 from ganzoo.layers import activation, norm_layer
 from ganzoo.layers.checks import check_image_batch, check_min_size, check_positive
 from ganzoo.layers.latent import check_z_grid, latent_channels
+from ganzoo.layers.spectral import apply_spectral_norm
 from ganzoo.registry import register, register_preset
 
 
@@ -80,10 +81,13 @@ class ConvEncoder(nn.Module):
         vae: predict a log-variance too (``False``: a point estimate, logvar ``None``).
         z_grid: 1 for one global code; ``g > 1`` for one code per cell of a ``g x g`` grid
             (:mod:`ganzoo.layers.latent`); the last feature map must be at least ``g x g``.
+        spectral_norm: spectral normalisation on every conv and on the linear heads (combinable with
+            any norm).
     """
 
     def __init__(self, input_nc: int = 3, nz: int = 8, nef: int = 64, n_layers: int = 3,
-                 norm: str = "instance", nl: str = "lrelu", vae: bool = True, z_grid: int = 1) -> None:
+                 norm: str = "instance", nl: str = "lrelu", vae: bool = True, z_grid: int = 1,
+                 spectral_norm: bool = False) -> None:
         super().__init__()
         check_positive("encoder 'conv'", input_nc=input_nc, nz=nz, nef=nef, n_layers=n_layers)
         self.input_nc = input_nc
@@ -108,6 +112,8 @@ class ConvEncoder(nn.Module):
             channels = out_channels
         self.features = nn.Sequential(*layers)
         self.head = LatentHead(channels, nz, vae, z_grid, "encoder 'conv'")
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Encode ``x`` [N, input_nc, H, W] to ``(mu, logvar)``, each [N, nz] (logvar None if not vae)."""

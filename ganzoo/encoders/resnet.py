@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from ganzoo.encoders.conv import LatentHead, check_encoder_input, check_positive
 from ganzoo.layers import activation, norm_layer
+from ganzoo.layers.spectral import apply_spectral_norm
 from ganzoo.registry import register, register_preset
 
 
@@ -57,10 +58,13 @@ class ResNetEncoder(nn.Module):
         vae: predict a log-variance too (``False``: a point estimate, logvar ``None``).
         z_grid: 1 for one global code; ``g > 1`` for one code per cell of a ``g x g`` grid
             (:mod:`ganzoo.layers.latent`); the last feature map must be at least ``g x g``.
+        spectral_norm: spectral normalisation on every conv and on the linear heads (combinable with
+            any norm).
     """
 
     def __init__(self, input_nc: int = 3, nz: int = 8, nef: int = 64, n_blocks: int = 4,
-                 norm: str = "instance", nl: str = "lrelu", vae: bool = True, z_grid: int = 1) -> None:
+                 norm: str = "instance", nl: str = "lrelu", vae: bool = True, z_grid: int = 1,
+                 spectral_norm: bool = False) -> None:
         super().__init__()
         check_positive("encoder 'resnet'", input_nc=input_nc, nz=nz, nef=nef, n_blocks=n_blocks)
         self.input_nc = input_nc
@@ -79,6 +83,8 @@ class ResNetEncoder(nn.Module):
         layers.append(activation(nl))
         self.features = nn.Sequential(*layers)
         self.head = LatentHead(channels, nz, vae, z_grid, "encoder 'resnet'")
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Encode ``x`` [N, input_nc, H, W] to ``(mu, logvar)``, each [N, nz] (logvar None if not vae)."""

@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from ganzoo.encoders.conv import LatentHead, check_encoder_input, check_positive
 from ganzoo.errors import ComponentError, did_you_mean
+from ganzoo.layers.spectral import apply_spectral_norm
 from ganzoo.registry import register
 
 
@@ -20,10 +21,12 @@ class TimmEncoder(nn.Module):
         vae: predict a log-variance too (``False``: a point estimate, logvar ``None``).
         pretrained: load timm's pretrained weights (downloads them). Off by default. Note that a
             model re-initialising its networks would overwrite these weights.
+        spectral_norm: spectral normalisation on every conv and linear layer of the backbone and the
+            heads (pretrained weights then describe another function: each layer is rescaled).
     """
 
     def __init__(self, model_name: str = "resnet18", input_nc: int = 3, nz: int = 8, vae: bool = True,
-                 pretrained: bool = False) -> None:
+                 pretrained: bool = False, spectral_norm: bool = False) -> None:
         super().__init__()
         import timm  # imported here so that `import ganzoo` stays fast
 
@@ -45,6 +48,8 @@ class TimmEncoder(nn.Module):
         self.size_multiple = int(feature_info[-1].get("reduction", 32))
         width = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
         self.head = LatentHead(int(width), nz, vae)
+        if spectral_norm:
+            apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Encode ``x`` [N, input_nc, H, W] to ``(mu, logvar)``, each [N, nz] (logvar None if not vae)."""

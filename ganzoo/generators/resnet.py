@@ -13,6 +13,7 @@ import torch.nn as nn
 from ganzoo.errors import ComponentError
 from ganzoo.generators.unet import check_generator_inputs
 from ganzoo.layers import conv_bias_for, norm_layer
+from ganzoo.layers.attention import SelfAttention, check_positions
 from ganzoo.layers.checks import check_choice
 from ganzoo.layers.latent import check_z_grid, latent_channels, tile_latent
 from ganzoo.registry import register, register_preset
@@ -73,11 +74,14 @@ class ResnetGenerator(nn.Module):
         padding_type: border handling in the residual blocks: ``reflect``, ``replicate`` or ``zero``.
         nz: size of the latent code z concatenated to the input image; 0 means no z.
         z_grid: 1 for one global code; ``g > 1`` for a ``g x g`` grid of local codes (:mod:`ganzoo.layers.latent`).
+        attention: self-attention blocks (SAGAN) among the residual blocks, at a quarter of the image side:
+            ``b`` puts one after the first ``b`` residual blocks (0: before the first, ``n_blocks``: after
+            the last); ``[]`` adds none.
     """
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "batch",
                  use_dropout: bool = False, n_blocks: int = 6, padding_type: str = "reflect",
-                 nz: int = 0, z_grid: int = 1) -> None:
+                 nz: int = 0, z_grid: int = 1, attention: tuple[int, ...] = ()) -> None:
         super().__init__()
         network = resnet_name(n_blocks)
         for argument, value, minimum in (("input_nc", input_nc, 1), ("output_nc", output_nc, 1),
@@ -86,6 +90,8 @@ class ResnetGenerator(nn.Module):
                 raise ComponentError(f"generator {network!r}: {argument} must be an integer >= {minimum}; "
                                      f"got {value!r}")
         check_choice(f"generator {network!r}", "padding_type", padding_type, PADDING_TYPES)
+        attention_after = check_positions(f"generator {network!r}", attention, list(range(n_blocks + 1)), "block",
+                                          f"0 is before the first residual block, {n_blocks} after the last")
         norm_class = norm_layer(norm)
         bias = conv_bias_for(norm)
 
@@ -109,7 +115,11 @@ class ResnetGenerator(nn.Module):
             layers += [nn.Conv2d(channels, 2 * channels, kernel_size=3, stride=2, padding=1, bias=bias),
                        norm_class(2 * channels), nn.ReLU(inplace=True)]
             channels *= 2
-        layers += [ResnetBlock(channels, norm, use_dropout, padding_type) for _ in range(n_blocks)]
+        for block in range(n_blocks + 1):
+            if block in attention_after:
+                layers.append(SelfAttention(channels))
+            if block < n_blocks:
+                layers.append(ResnetBlock(channels, norm, use_dropout, padding_type))
         for _ in range(DOWNSAMPLINGS):
             # output_padding=1 makes each transposed conv exactly double the size
             layers += [nn.ConvTranspose2d(channels, channels // 2, kernel_size=3, stride=2, padding=1,

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ganzoo.errors import ComponentError
 from ganzoo.layers import activation, conv_bias_for, norm_layer
+from ganzoo.layers.attention import SelfAttention, check_positions
 from ganzoo.layers.checks import check_choice, check_image_batch
 from ganzoo.layers.latent import check_z_grid, latent_channels, tile_latent
 from ganzoo.registry import register, register_preset
@@ -96,11 +97,14 @@ class UNetGenerator(nn.Module):
         inject: where z is concatenated: ``input`` (to the image) or ``all`` (to every level's input).
         z_grid: 1 for the paper's global code; ``g > 1`` reads z as ``nz / g**2`` channels on a ``g x g``
             grid of local codes (:mod:`ganzoo.layers.latent`); the encoder must use the same ``z_grid``.
+        attention: levels (1 .. num_downs - 1) whose up-path output goes through a self-attention
+            block (SAGAN) before it meets the skip connection: level ``l`` works at 1/2**l of the image
+            side with ``ngf * min(2**(l - 1), 8)`` channels; ``[]`` adds none.
     """
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, nz: int = 0, num_downs: int = 8, ngf: int = 64,
                  norm: str = "batch", nl: str = "relu", use_dropout: bool = False, upsample: str = "basic",
-                 inject: str = "input", z_grid: int = 1) -> None:
+                 inject: str = "input", z_grid: int = 1, attention: tuple[int, ...] = ()) -> None:
         super().__init__()
         network = unet_name(num_downs)
         if not isinstance(num_downs, int) or num_downs < 2:
@@ -113,6 +117,9 @@ class UNetGenerator(nn.Module):
         check_choice(f"generator {network!r}", "upsample", upsample, UPSAMPLE_MODES)
         check_choice(f"generator {network!r}", "inject", inject, INJECT_MODES)
         check_z_grid(f"generator {network!r}", nz, z_grid)
+        attention_levels = check_positions(
+            f"generator {network!r}", attention, list(range(1, num_downs)), "level",
+            f"level 1 is the up path at half the image side, {num_downs - 1} the one just above the bottleneck")
         norm_class = norm_layer(norm)
         activation(nl)  # fail now, naming the argument's registry, rather than in the first up block
 
@@ -160,6 +167,8 @@ class UNetGenerator(nn.Module):
                 if use_dropout and FIRST_DROPOUT_LEVEL <= level < innermost:
                     up.append(nn.Dropout(0.5))
             self.up.append(nn.Sequential(*up))
+        # Empty without attention: no parameters and no state-dict keys (official imports stay exact).
+        self.attention = nn.ModuleDict({str(level): SelfAttention(width[level - 1]) for level in attention_levels})
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """Translate ``x`` (N, input_nc, H, W), guided by ``z`` (N, nz) when nz > 0, to (N, output_nc, H, W)."""
@@ -181,6 +190,8 @@ class UNetGenerator(nn.Module):
 
         for level in reversed(range(self.num_downs)):
             h = self.up[level](h)
+            if str(level) in self.attention:
+                h = self.attention[str(level)](h)
             if level > 0:
                 skip = skips[level - 1]
                 h = torch.cat([skip, h] if self.skip_first else [h, skip], dim=1)

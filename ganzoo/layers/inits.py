@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import torch.nn as nn
 
+from ganzoo.layers.spectral import restart_power_iteration, stored_weight
 from ganzoo.registry import build, register
 
 
@@ -23,9 +24,12 @@ class _Initializer:
 
     def __call__(self, net: nn.Module) -> nn.Module:
         for m in net.modules():
-            weight = getattr(m, "weight", None)
-            if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)) and weight is not None:
+            # A spectrally normalised layer (spectral_norm: true) computes ``weight`` from a stored
+            # original: that is what is drawn, and its singular vectors are then estimated afresh.
+            weight = stored_weight(m) if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)) else None
+            if weight is not None:
                 self.weight_init(weight)
+                restart_power_iteration(m)
                 if getattr(m, "bias", None) is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:

@@ -378,9 +378,11 @@ def load_network_state(name: str, net: nn.Module, state: dict[str, torch.Tensor]
             detail.append(f"missing {len(missing)} key(s), e.g. {missing[0]!r}")
         if unexpected:
             detail.append(f"unexpected {len(unexpected)} key(s), e.g. {unexpected[0]!r}")
+        hint = "the checkpoint was made by another recipe (different component or depth)"
+        if any(".parametrizations.weight." in k for k in missing + unexpected):
+            hint = f"spectral_norm differs between the checkpoint's {name} and the recipe's"
         raise CheckpointError(f"network {name} in {source} does not match the recipe's {name}: "
-                              + "; ".join(detail),
-                              hint="the checkpoint was made by another recipe (different component or depth)")
+                              + "; ".join(detail), hint=hint)
     for key, value in state.items():
         if own[key].shape != value.shape:
             raise CheckpointError(

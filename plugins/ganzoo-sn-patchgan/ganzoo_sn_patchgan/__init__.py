@@ -2,6 +2,9 @@
 
 Importing this module registers the component; ganzoo imports it at start-up through the
 ``ganzoo.plugins`` entry point declared in ``pyproject.toml``.
+
+ganzoo's own discriminators now take ``spectral_norm: true``; ``{type: nlayer, norm: none,
+spectral_norm: true}`` is this network. The plugin stays as a worked example of writing one.
 """
 from __future__ import annotations
 
@@ -33,9 +36,9 @@ class SpectralNormPatchGAN(nn.Module):
             largest singular value (1, as in the SN-GAN paper).
 
     Spectral norm bounds each layer's Lipschitz constant by 1, which stabilises D without batch
-    statistics. The convs are wrapped with ``torch.nn.utils.parametrizations.spectral_norm``, so a
-    recipe's ``model.init`` does not reach their weights: they keep PyTorch's default init, which is
-    what SN-GAN implementations use.
+    statistics. The convs are wrapped with ``torch.nn.utils.parametrizations.spectral_norm``; a
+    recipe's ``model.init`` draws their stored weights (``parametrizations.weight.original``), as for
+    ganzoo's own ``spectral_norm: true``.
     """
 
     def __init__(self, input_nc: int = 3, ndf: int = 64, n_layers: int = 3, n_power_iterations: int = 1) -> None:

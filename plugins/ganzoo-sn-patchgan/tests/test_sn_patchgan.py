@@ -53,3 +53,18 @@ def test_wrong_channel_count_names_the_fix() -> None:
 
     with pytest.raises(ComponentError, match="input_nc=6"):
         net(torch.randn(1, 3, 32, 32))
+
+
+def test_the_core_switch_builds_the_same_network() -> None:
+    """ganzoo's ``nlayer`` with ``norm: none, spectral_norm: true`` has this plugin's layers and keys."""
+    torch.manual_seed(0)
+    plugin = build("discriminator", "sn_patchgan", input_nc=6, ndf=8, n_layers=2)
+    torch.manual_seed(0)
+    core = build("discriminator", "nlayer", input_nc=6, ndf=8, n_layers=2, norm="none", spectral_norm=True)
+    ours, theirs = plugin.state_dict(), core.state_dict()
+    assert list(ours) == list(theirs)
+    assert all(ours[k].shape == theirs[k].shape for k in ours)
+    core.load_state_dict(ours)
+    plugin.eval(), core.eval()
+    x = torch.randn(2, 6, 32, 32)
+    assert torch.equal(plugin(x), core(x))
