@@ -7,8 +7,11 @@
 Layout of the output folder::
 
     OUT/<run name>/      one ordinary run folder per combination (``ganzoo train`` layout) + eval.json
-    OUT/results.md       the comparison table, one row per run (its grid values, status, metrics)
+    OUT/results.md       the comparison table, one row per run (its grid values, status, metrics), and
+                         with a ``train.seed`` grid one row per cell (mean and spread over its seeds)
     OUT/results.csv      the same table for spreadsheets and pandas
+    OUT/comparison.png   one row per cell: the same val inputs and the same codes z in every row, labelled
+    OUT/metrics.png      each metric per cell: every seed's value, their mean and spread
 
 Every combination is resolved before anything trains, so a wrong key or value in any of them is
 a recipe error naming the key path. Re-running the same command skips the finished runs (their
@@ -96,6 +99,14 @@ class AblationResult:
     @property
     def csv(self) -> Path:
         return self.out_dir / "results.csv"
+
+    @property
+    def comparison(self) -> Path:
+        return self.out_dir / "comparison.png"
+
+    @property
+    def plot(self) -> Path:
+        return self.out_dir / "metrics.png"
 
 
 # -- parsing -------------------------------------------------------------------------------------
@@ -373,6 +384,9 @@ def run_ablation(runs: Sequence[AblationRun], out_dir: str | os.PathLike[str], *
             outcome.notes += notes
         outcomes.append(outcome)
         write_tables(result, title=title)
+    if not dry_run:
+        write_pictures(result, console=console)
+        write_tables(result, title=title)  # now with the pictures
     return result
 
 
@@ -417,10 +431,205 @@ def write_tables(result: AblationResult, title: str = "") -> None:
         lines += [f"`{title}`", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    cells = cell_groups(result.outcomes)
+    if any(len(group) > 1 for group in cells.values()):
+        lines += ["", f"Per cell, over the seeds ({SEED_KEY}): mean ± standard deviation (min-max).", ""]
+        lines += _cell_table(cells)
+    for name, what in ((result.comparison.name, "comparison"), (result.plot.name, "metrics")):
+        if (result.out_dir / name).is_file():
+            lines += ["", f"![{what}]({name})"]
     notes = sorted({note for o in result.outcomes for note in o.notes})
     if notes:
         lines += ["", "Notes:", ""] + [f"- {note}" for note in notes]
     result.markdown.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# -- cells, pictures -------------------------------------------------------------------------------
+#: The grid key whose values are repetitions of one cell rather than cells of their own.
+SEED_KEY = "train.seed"
+
+
+def cell_name(settings: Mapping[str, str]) -> str:
+    """A cell's label: its grid values without the seed (``inject=all, nz=8``), or ``base``."""
+    keys = [k for k in settings if k != SEED_KEY]
+    return ", ".join(f"{_short_key(k, keys)}={settings[k]}" for k in keys) or "base"
+
+
+def cell_groups(outcomes: Sequence[RunOutcome]) -> dict[str, list[RunOutcome]]:
+    """The outcomes by cell (their settings without ``train.seed``), in grid order."""
+    cells: dict[str, list[RunOutcome]] = {}
+    for outcome in outcomes:
+        cells.setdefault(cell_name(outcome.run.settings), []).append(outcome)
+    return cells
+
+
+def _spread(values: Sequence[float]) -> tuple[float, float, float, float]:
+    """(mean, standard deviation over the seeds, min, max)."""
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mean, std, min(values), max(values)
+
+
+def _cell_table(cells: Mapping[str, Sequence[RunOutcome]]) -> list[str]:
+    scores: list[str] = []
+    for group in cells.values():
+        for o in group:
+            scores += [k for k in o.scores if k not in scores]
+    lines = ["| cell | seeds | " + " | ".join(scores) + " |", "|---|---|" + "---|" * len(scores)]
+    for name, group in cells.items():
+        row = [name.replace("|", "\\|"), str(len(group))]
+        for score in scores:
+            values = [float(o.scores[score]) for o in group if isinstance(o.scores.get(score), (int, float))]
+            if not values:
+                row.append("")
+                continue
+            mean, std, low, high = _spread(values)
+            row.append(f"{mean:.4g} ± {std:.2g} ({low:.4g}-{high:.4g})" if len(values) > 1 else f"{mean:.4g}")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def write_pictures(result: AblationResult, *, num_inputs: int = 3, num_z: int = 4, seed: int = 0,
+                   console: Console | None = None) -> list[Path]:
+    """``comparison.png`` and ``metrics.png`` for the finished runs; a picture that cannot be made (no
+    checkpoint, no val split, no scores) is left out with a note on ``console``. Returns those written."""
+    written = []
+    for make, path in ((comparison_sheet, result.comparison), (metrics_plot, result.plot)):
+        try:
+            if make(result, path, **({"num_inputs": num_inputs, "num_z": num_z, "seed": seed}
+                                     if make is comparison_sheet else {})):
+                written.append(path)
+        except GanzooError as exc:
+            if console is not None:
+                console.print(f"[yellow]note:[/] {path.name} not written: {exc.message}", highlight=False,
+                              soft_wrap=True)
+    return written
+
+
+def comparison_sheet(result: AblationResult, path: Path, *, num_inputs: int = 3, num_z: int = 4, seed: int = 0
+                     ) -> Path | None:
+    """One row per cell (its first seed's run): G's outputs for the first ``num_inputs`` val inputs and
+    the same ``num_z`` codes z in every row, under rows showing the inputs and their targets."""
+    import torch
+
+    from ganzoo.errors import DataError
+    from ganzoo.evaluation import evaluation_dataset
+    from ganzoo.inference import generate, load, model_nz, random_latents
+    from ganzoo.training.run_log import labelled_sheet
+
+    rows: list[torch.Tensor] = []  # per row: (num_inputs * codes, 3, H, W)
+    labels: list[str] = []
+    header: list[str] = []
+    size: tuple[int, int] | None = None
+
+    def rgb(images: torch.Tensor) -> torch.Tensor:
+        images = images.float().cpu()
+        images = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images[:, :3]
+        if size is not None and tuple(images.shape[-2:]) != size:
+            images = torch.nn.functional.interpolate(images, size=size, mode="nearest")
+        return images
+
+    for name, group in cell_groups(result.outcomes).items():
+        outcome = next((o for o in group if o.status != "diverged" and o.step > 0), None)
+        if outcome is None:
+            continue
+        folder = result.out_dir / outcome.run.name
+        model = load(folder, device="cpu")
+        try:
+            dataset = evaluation_dataset(model.recipe, "val")
+        except (DataError, RecipeError) as exc:
+            raise GanzooError(f"no val split for the comparison ({exc.message})") from None
+        n = min(num_inputs, len(dataset))
+        A = torch.stack([dataset[i]["A"] for i in range(n)])
+        nz = model_nz(model)
+        codes = random_latents(num_z, nz, seed=seed) if nz else None
+        outputs = generate(model, A, codes).cpu()  # (n, K, C, H, W)
+        k = outputs.shape[1]
+        if not rows:
+            size = tuple(outputs.shape[-2:])
+            B = torch.stack([dataset[i]["B"] for i in range(n)])
+            rows.append(rgb(A).repeat_interleave(k, 0))
+            rows.append(rgb(B).repeat_interleave(k, 0))
+            labels += ["input", "target"]
+            header = [f"x{i + 1} z{j + 1}" if k > 1 else f"x{i + 1}" for i in range(n) for j in range(k)]
+        flat = rgb(outputs.flatten(0, 1))
+        if flat.shape[0] != rows[0].shape[0]:  # another number of inputs or codes than the first row
+            flat = torch.cat([flat, torch.ones(max(0, rows[0].shape[0] - flat.shape[0]), *flat.shape[1:])])
+            flat = flat[: rows[0].shape[0]]
+        rows.append(flat)
+        seeds = f" (seed {outcome.run.settings[SEED_KEY]})" if SEED_KEY in outcome.run.settings else ""
+        labels.append(name + seeds)
+    if len(rows) <= 2:
+        return None
+    columns = [torch.stack([row[c] for row in rows]) for c in range(rows[0].shape[0])]
+    title = "ganzoo ablate: G's outputs per cell; the same val inputs x and codes z in every row"
+    labelled_sheet(columns, header, row_labels=labels, title=title).save(path)
+    return path
+
+
+def metrics_plot(result: AblationResult, path: Path, *, max_panels: int = 12) -> Path | None:
+    """Each metric score per cell, drawn with PIL: every seed's value (dots), the mean (a bar) and
+    the spread (a line from the lowest to the highest), one panel per score."""
+    from PIL import Image, ImageDraw
+
+    from ganzoo.training.run_log import _label_font
+
+    cells = {name: [o for o in group if o.scores] for name, group in cell_groups(result.outcomes).items()}
+    cells = {name: group for name, group in cells.items() if group}
+    scores: list[str] = []
+    for group in cells.values():
+        for o in group:
+            scores += [k for k in o.scores if k not in scores and isinstance(o.scores[k], (int, float))]
+    scores = scores[:max_panels]
+    if not scores:
+        return None
+    font = _label_font(12)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left = min(300, int(max(probe.textlength(n, font=font) for n in cells)) + 16)
+    axis_w, right, row_h, head = 360, 150, 20, 26
+    panel_h = head + row_h * len(cells) + 24
+    image = Image.new("RGB", (left + axis_w + right, panel_h * len(scores) + 8), "white")
+    draw = ImageDraw.Draw(image)
+    for p, score in enumerate(scores):
+        y0 = p * panel_h + 4
+        values = {name: [float(o.scores[score]) for o in group if isinstance(o.scores.get(score), (int, float))]
+                  for name, group in cells.items()}
+        every = [v for vs in values.values() for v in vs if math.isfinite(v)]
+        if not every:
+            continue
+        low, high = min(every), max(every)
+        if high - low < 1e-12:
+            low, high = low - 0.5, high + 0.5
+        margin = 0.05 * (high - low)
+        low, high = low - margin, high + margin
+
+        def x(value: float) -> float:
+            return left + (value - low) / (high - low) * axis_w
+
+        draw.text((8, y0 + 4), score, fill="black", font=font)
+        for r, (name, vs) in enumerate(values.items()):
+            y = y0 + head + r * row_h + row_h / 2
+            draw.text((8, y - 7), name if probe.textlength(name, font=font) < left - 12 else name[:40] + "…",
+                      fill="black", font=font)
+            draw.line((left, y, left + axis_w, y), fill=(225, 225, 225))
+            finite = [v for v in vs if math.isfinite(v)]
+            if not finite:
+                continue
+            mean, std, lo, hi = _spread(finite)
+            draw.line((x(lo), y, x(hi), y), fill=(90, 120, 200), width=3)
+            for v in finite:
+                draw.ellipse((x(v) - 3, y - 3, x(v) + 3, y + 3), fill=(40, 70, 170))
+            draw.line((x(mean), y - 7, x(mean), y + 7), fill=(200, 40, 40), width=2)
+            text = f"{mean:.3g} ± {std:.2g} (n={len(finite)})" if len(finite) > 1 else f"{mean:.3g}"
+            draw.text((left + axis_w + 8, y - 7), text, fill="black", font=font)
+        y_axis = y0 + head + len(values) * row_h + 2
+        draw.line((left, y_axis, left + axis_w, y_axis), fill="black")
+        for value in (low + margin, (low + high) / 2, high - margin):
+            draw.line((x(value), y_axis, x(value), y_axis + 4), fill="black")
+            label = f"{value:.3g}"
+            draw.text((x(value) - probe.textlength(label, font=font) / 2, y_axis + 5), label, fill="black", font=font)
+    image.save(path)
+    return path
 
 
 __all__ = [
@@ -428,12 +637,17 @@ __all__ = [
     "AblationRun",
     "GridAxis",
     "RunOutcome",
+    "cell_groups",
+    "cell_name",
+    "comparison_sheet",
     "evaluation_flags",
+    "metrics_plot",
     "parse_grid",
     "plan_ablation",
     "run_ablation",
     "run_name",
     "run_state",
     "table_rows",
+    "write_pictures",
     "write_tables",
 ]

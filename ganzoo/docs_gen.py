@@ -112,6 +112,13 @@ def recipes_reference() -> str:
         "", "## Inheritance and overrides", "",
         "- `base: other.yaml` (or a list) starts from other recipes, relative to this file. Mappings merge "
         "key by key at every depth; numbers, strings and lists are replaced whole.",
+        "- A component mapping whose `type` changes is replaced whole, not merged: `model.networks.D: {type: "
+        "my_d, ndf: 32}` over a base's `basic` D drops the base's `norm`, `n_layers` ..., which belong to the other "
+        "component (the same for `model.init`, `train.optimizer`, `train.scheduler`; not for the top-level "
+        "sections, so `model: {type: ...}` still merges).",
+        "- A key written with a trailing `!` replaces the inherited value whole, whatever it is: `D!: {type: "
+        "basic, ndf: 16}` keeps nothing of the base's D, `losses!: {gan: 1.0, l1: 10.0}` none of its other "
+        "weights (they return to the model's defaults). The `!` is dropped when the recipe is read; `KEY` and `KEY!` in one mapping is an error.",
         "- `--set a.b.c=VALUE` parses VALUE as YAML (`--set 'train.scheduler={type: step}'` replaces a mapping). "
         "Only keys the schema or the chosen component knows can be set, so a typo is an error with a suggestion.",
         "- `plugins:` lists modules or `.py` files imported before the recipe's component names are checked "
@@ -225,8 +232,9 @@ def _command_doc(command: click.Command, path: str, ctx: click.Context) -> list[
 
 def cli_reference() -> str:
     """``docs/cli.md``: every command, argument and option of ``ganzoo``."""
-    from ganzoo.cli import main
+    from ganzoo.cli import load_commands, main
 
+    load_commands()
     ctx = click.Context(main, info_name="ganzoo")
     lines = ["# Command-line reference", "", GENERATED, "",
              "Every command prints `--help`. Errors a user can cause are printed on one screen without a "

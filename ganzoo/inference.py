@@ -1,8 +1,10 @@
 """Trained models for notebooks and scripts: ``ganzoo.load`` and the helpers ``ganzoo sample`` uses.
 
-    model = ganzoo.load("runs/quickstart")           # a run folder or a checkpoint file
-    A = load_input_images(["edge.png"], model.recipe)[0][1].unsqueeze(0)
-    outputs = model.sample(A, num_z=8)                # (1, 8, C, H, W) in [-1, 1]
+    model = ganzoo.load("runs/quickstart")              # a run folder or a checkpoint file
+    A = load_input_images(["datasets/shapes-multimodal-32/val/00000.png"], model)[0][1].unsqueeze(0)
+    outputs = model.sample(A, num_z=8)                   # (1, 8, C, H, W) in [-1, 1]
+
+(an A|B file of the model's aligned dataset gives its input half, with the channels G reads).
 
 A checkpoint carries its resolved recipe, so the model class and every network are rebuilt from
 it; no architecture argument is ever repeated. Networks are returned in eval mode.
@@ -170,27 +172,70 @@ def list_inputs(path: str | os.PathLike[str]) -> list[Path]:
     raise DataError(f"input {path} does not exist")
 
 
-def load_input_images(paths: list[Path], recipe: Recipe, *, channels: int = 3, pairs: bool = False,
-                      direction: str = "AtoB") -> list[tuple[Path, torch.Tensor]]:
+def recipe_input_channels(recipe: Recipe, direction: str = "AtoB") -> int:
+    """Channels of the images a recipe's generator reads: ``data.input_nc``, else the generator's
+    ``input_nc`` (``G``, or CycleGAN's ``G_A``/``G_B`` for ``direction``), else 3."""
+    if recipe.data.input_nc is not None and direction == "AtoB":
+        return int(recipe.data.input_nc)
+    networks = recipe.model.networks
+    name = "G" if "G" in networks else ("G_A" if direction == "AtoB" else "G_B")
+    value = networks.get(name, {}).get("input_nc")
+    return int(value) if isinstance(value, int) else 3
+
+
+def is_pair_image(width: int, height: int) -> bool:
+    """Whether an image of this size looks like an A|B pair of an aligned dataset: twice as wide as high."""
+    return height > 0 and width == 2 * height
+
+
+def load_input_images(paths: list[Path] | list[str], source: nn.Module | Recipe, *, channels: int | None = None,
+                      pairs: bool | None = None, direction: str | None = None) -> list[tuple[Path, torch.Tensor]]:
     """Read and preprocess input images as ``(path, tensor (C, H, W) in [-1, 1])``.
 
-    ``pairs=True`` reads A|B side-by-side images (an aligned dataset's files) and keeps only the
-    input half for ``direction``: inference never needs the target.
+    Args:
+        paths: image files (:func:`list_inputs` lists a folder).
+        source: the model (from :func:`load`) or its resolved recipe: the preprocessing (``data.crop_size``),
+            the channels and the pairing come from it.
+        channels: default: what the model's generator reads (one for the shapes world's outlines).
+        pairs: whether files are A|B side-by-side pairs (an aligned dataset's files), of which only the
+            input half is kept. None (default): a file twice as wide as high is a pair when the recipe
+            trains on aligned data, and an error naming ``pairs``/``--pairs`` otherwise; other files are
+            used whole. True: every file is a pair. False: every file is used whole.
+        direction: which half of a pair is the input: ``AtoB`` the left, ``BtoA`` the right (default: the
+            recipe's ``data.direction``, the half the model was trained on); for a model, also which
+            CycleGAN generator's channels apply.
+
+    Raises:
+        DataError: a file cannot be read, a pair has an odd width, or a 2:1 file is ambiguous.
     """
     from ganzoo.data.images import read_image
     from ganzoo.data.transforms import Augmentation, to_tensor
 
+    recipe: Recipe = source if isinstance(source, Recipe) else source.recipe  # type: ignore[assignment]
+    half = direction or recipe.data.direction
+    if channels is None:
+        channels = (recipe_input_channels(recipe, direction or "AtoB") if isinstance(source, Recipe)
+                    else input_channels(source, direction or "AtoB"))
+    aligned = "aligned" in recipe.data.dataset and "unaligned" not in recipe.data.dataset
     preprocess = test_preprocess(recipe)
     no_randomness = Augmentation(0, 0, False)
     loaded = []
-    for path in paths:
+    for path in map(Path, paths):
         image = read_image(path)
-        if pairs:
-            width, height = image.size
+        width, height = image.size
+        split = pairs
+        if split is None:
+            split = is_pair_image(width, height)
+            if split and not aligned:
+                raise DataError(f"{path} is {width}x{height}, twice as wide as high: an A|B pair? This model was "
+                                f"trained on {recipe.data.dataset} data, whose files are single images",
+                                hint="--pairs (pairs=True) uses its input half, --no-pairs (pairs=False) the whole "
+                                     "image")
+        if split:
             if width % 2:
-                raise DataError(f"{path} is {width}x{height}: --pairs needs A|B images of even width")
-            half = width // 2
-            box = (0, 0, half, height) if direction == "AtoB" else (half, 0, width, height)
+                raise DataError(f"{path} is {width}x{height}: an A|B pair needs an even width",
+                                hint="--no-pairs (pairs=False) uses the whole image")
+            box = (0, 0, width // 2, height) if half == "AtoB" else (width // 2, 0, width, height)
             image = image.crop(box)
         image = preprocess.apply(image, no_randomness, path=path)
         loaded.append((path, to_tensor(image, channels)))
@@ -249,10 +294,12 @@ __all__ = [
     "interpolate_latents",
     "list_inputs",
     "load",
+    "is_pair_image",
     "load_input_images",
     "model_nz",
     "random_latents",
     "read_model_checkpoint",
+    "recipe_input_channels",
     "resolve_checkpoint",
     "test_preprocess",
     "to_uint8",

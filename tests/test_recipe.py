@@ -255,7 +255,8 @@ def test_defaults_are_filled_everywhere() -> None:
     assert train.epochs == 100 and train.epochs_decay == 100 and train.device == "auto"
     assert train.precision == "fp32" and train.nonfinite == "stop" and train.compile is False
     assert train.deterministic is False and train.accelerators == ()
-    assert recipe.log.to_dict() == {"every": 100, "samples_every": 500, "checkpoint_every": 1000, "keep_last": 3}
+    assert recipe.log.to_dict() == {"every": 100, "samples_every": 500, "checkpoint_every": 1000, "keep_last": 3,
+                                    "final_eval": False}
     assert recipe.plugins == ()
 
 

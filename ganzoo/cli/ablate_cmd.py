@@ -35,6 +35,9 @@ def ablate_command(recipe: Path, grid: tuple[str, ...], overrides: tuple[str, ..
                    no_progress: bool) -> None:
     """Train every combination of --grid values on top of RECIPE, evaluate each, and compare them in one table.
 
+    Also draws comparison.png (one row per cell: the same val inputs and codes) and metrics.png (each
+    metric per cell; with --grid train.seed=0,1,2 the seeds of a cell are one row, with their spread).
+
     Re-running the same command skips finished runs and resumes unfinished ones.
     """
     from ganzoo.ablation import plan_ablation, run_ablation
@@ -69,8 +72,10 @@ def ablate_command(recipe: Path, grid: tuple[str, ...], overrides: tuple[str, ..
         raise TrainingInterrupted(error.message, hint="run the same `ganzoo ablate` command again to resume "
                                   "this run and go on with the grid") from None
     if not dry_run:
+        pictures = [str(p) for p in (result.comparison, result.plot) if p.is_file()]
         console.print(f"[green]done[/]: {len(result.outcomes)} run(s); table in {result.markdown} "
-                      f"and {result.csv}", highlight=False, soft_wrap=True)
+                      f"and {result.csv}" + (f"; pictures {' and '.join(pictures)}" if pictures else ""),
+                      highlight=False, soft_wrap=True)
 
 
 def _command_line(recipe: Path, grid: tuple[str, ...], overrides: tuple[str, ...], out: Path) -> str:

@@ -30,7 +30,11 @@ def print_error(error: GanzooError) -> None:
     """Print a user-facing error on one screen, without a traceback."""
     _unwrap_worker_error(error)
     # escape(): messages quote user text such as `pip install "ganzoo[onnx]"`, which is not rich markup.
-    err_console.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False, markup=True, soft_wrap=True)
+    # A run stopped on purpose (Ctrl-C, SIGTERM) is no error: such errors carry ``label = "stopped"``.
+    label = getattr(error, "label", "error")
+    colour = "yellow" if label == "stopped" else "red"
+    err_console.print(f"[bold {colour}]{label}:[/] {escape(error.message)}", highlight=False, markup=True,
+                      soft_wrap=True)
     if error.hint:
         err_console.print(f"[yellow]hint:[/] {escape(error.hint)}", highlight=False, soft_wrap=True)
 
@@ -39,10 +43,21 @@ def print_error(error: GanzooError) -> None:
 INTERRUPTED_EXIT_CODE = 130
 
 
-def print_interrupted() -> None:
-    """The one line a Ctrl-C outside training prints (training writes a checkpoint and says more)."""
-    sys.stderr.write("interrupted (Ctrl-C); nothing was left half-written\n")
+def print_interrupted(interrupt: BaseException | None = None) -> None:
+    """The line a Ctrl-C prints. Outside training: one line. A second Ctrl-C during training stops at
+    once and carries its own message (which checkpoint is the last, how to resume) as ``args``:
+    ``(message, hint)``."""
+    args = getattr(interrupt, "args", ()) or ()
+    if args and isinstance(args[0], str):
+        hint = args[1] if len(args) > 1 and isinstance(args[1], str) else None
+        print_error(_Stopped(args[0], hint=hint))
+    else:
+        sys.stderr.write("interrupted (Ctrl-C); nothing was left half-written\n")
     sys.stderr.flush()
+
+
+class _Stopped(GanzooError):
+    label = "stopped"
 
 
 class GanzooGroup(click.Group):
@@ -52,6 +67,19 @@ class GanzooGroup(click.Group):
     recursion or memory error caused by an absurd input is one line, not a thousand-line traceback.
     """
 
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        # The sub-commands are imported on first use, so `ganzoo --version` never imports torch.
+        from ganzoo.cli import load_commands
+
+        load_commands()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from ganzoo.cli import load_commands
+
+        load_commands()
+        return super().list_commands(ctx)
+
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
@@ -59,8 +87,8 @@ class GanzooGroup(click.Group):
             print_error(error)
             sys.stderr.flush()
             ctx.exit(error.exit_code)
-        except KeyboardInterrupt:
-            print_interrupted()
+        except KeyboardInterrupt as interrupt:
+            print_interrupted(interrupt)
             ctx.exit(INTERRUPTED_EXIT_CODE)
         except RecursionError:
             print_error(GanzooError("an input is nested too deeply to process (Python's recursion limit)",

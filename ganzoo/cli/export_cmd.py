@@ -29,7 +29,11 @@ from ganzoo.cli.options import raw_weights_option, trust_plugins_option
 @trust_plugins_option
 def export_command(run_or_checkpoint: Path, fmt: str, out: Path | None, dropout: str, batch_stats: str,
                    direction: str, size: int | None, raw_weights: bool, trust_plugins: bool = False) -> None:
-    """Export the generator of a run folder or checkpoint, then check it against PyTorch."""
+    """Export the generator of a run folder or checkpoint, then check it against PyTorch.
+
+    Formats: onnx (recommended for runtimes outside PyTorch: onnxruntime, TensorRT ...) and torchscript
+    (C++/libtorch; PyTorch marks it deprecated, and its deprecation warning is filtered out here).
+    """
     from ganzoo.export import PARITY_TOLERANCE, export_generator
 
     console = Console(soft_wrap=True)
@@ -40,6 +44,12 @@ def export_command(run_or_checkpoint: Path, fmt: str, out: Path | None, dropout:
     console.print(f"[green]exported[/] {result.network} as {result.format} to {result.path}")
     console.print(f"inputs: {inputs}, values in [-1, 1]; dropout {result.dropout}, batch norm statistics "
                   f"{result.batch_stats}; contract in {result.metadata_path}")
+    if result.format == "torchscript":
+        # The export itself runs with torch's TorchScript deprecation warnings filtered out; loading the
+        # file elsewhere (torch.jit.load) shows them, so say which format to choose.
+        console.print("[dim]note: PyTorch marks TorchScript deprecated (torch.jit.load warns); it is the format "
+                      "for C++/libtorch. Recommended for other runtimes: --format onnx; in Python, "
+                      "ganzoo.load(run) needs no export.[/]")
     if result.parity_ok is None:
         console.print(f"[yellow]parity:[/] {result.parity_note}")
     elif result.parity_ok:

@@ -2,7 +2,10 @@
 
 A recipe may start from others with ``base: other.yaml`` (or a list of files), resolved relative
 to the recipe that names them. Bases are merged in order, then the recipe itself on top: mappings
-merge key by key at every depth, anything else (numbers, strings, lists) is replaced whole.
+merge key by key at every depth, anything else (numbers, strings, lists) is replaced whole. A
+mapping is replaced whole too when its key is written ``KEY!`` (``D!: {type: my_d}``), or when it
+names a component whose ``type`` differs from the inherited one: the base's arguments belong to the
+other component.
 
 An override ``--set model.networks.E.type=conv_256`` parses its value as YAML and replaces the
 value at that path; a whole mapping can be replaced the same way (``--set 'train.scheduler={type:
@@ -90,14 +93,57 @@ def read_yaml_file(path: Path) -> dict[str, Any]:
     return tree
 
 
-def deep_merge(base: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
-    """``child`` on top of ``base``: mappings merge recursively, every other value is replaced."""
+#: A key written with this suffix (``D!: {...}``) replaces the inherited value whole instead of merging into it.
+REPLACE_MARK = "!"
+
+
+def _marked(key: Any) -> bool:
+    return isinstance(key, str) and len(key) > 1 and key.endswith(REPLACE_MARK)
+
+
+def strip_replace_marks(tree: Any, path: tuple[str, ...] = ()) -> Any:
+    """``tree`` with every ``KEY!`` written as ``KEY`` (what a recipe without ``base:`` means by it).
+
+    A mapping holding both ``KEY`` and ``KEY!`` is a RecipeError: it says two things about one key.
+    """
+    if not isinstance(tree, Mapping):
+        return tree
+    result: dict[Any, Any] = {}
+    for key, value in tree.items():
+        name = key[: -len(REPLACE_MARK)] if _marked(key) else key
+        if name in result or (name != key and name in tree):
+            where = ".".join(str(p) for p in (*path, name))
+            raise RecipeError(where, f"is written both as {name!r} and {name + REPLACE_MARK!r} in one mapping",
+                              hint=f"keep {name + REPLACE_MARK!r} to replace the inherited value, or {name!r} to "
+                                   "merge into it")
+        result[name] = strip_replace_marks(value, (*path, str(name)))
+    return result
+
+
+def _type_changes(base: Any, child: Mapping[str, Any]) -> bool:
+    return isinstance(base, Mapping) and "type" in child and "type" in base and child["type"] != base["type"]
+
+
+def deep_merge(base: Mapping[str, Any], child: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``child`` on top of ``base``: mappings merge recursively, every other value is replaced.
+
+    Two cases replace a mapping whole instead: a key written ``KEY!`` in ``child`` (the marker is
+    dropped), and a component mapping below the top-level sections whose ``type`` changes
+    (``model.networks.D: {type: my_d}`` over a ``basic`` D drops the base's ``norm``, ``n_layers``...,
+    which belong to the other component).
+    """
     merged = dict(base)
     for key, value in child.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
+        if _marked(key):
+            name = key[: -len(REPLACE_MARK)]
+            if name in child:
+                strip_replace_marks(child, path)  # raises: both KEY and KEY! are written
+            merged[name] = strip_replace_marks(value, (*path, name))
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping) and not (
+                len(path) >= 1 and _type_changes(merged[key], value)):
+            merged[key] = deep_merge(merged[key], value, (*path, str(key)))
         else:
-            merged[key] = value
+            merged[key] = strip_replace_marks(value, (*path, str(key)))
     return merged
 
 
@@ -120,7 +166,7 @@ def load_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         tree["plugins"] = normalise_recipe_plugins(tree["plugins"], path.parent)
     bases = tree.pop("base", None)
     if bases is None:
-        return tree
+        return strip_replace_marks(tree)
     if isinstance(bases, str):
         bases = [bases]
     if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):

@@ -164,7 +164,9 @@ class DataConfig(Section):
                                minimum=1)
     output_nc: int | None = key(None, int, "output channels (null: the generator's output_nc)", nullable=True,
                                 minimum=1)
-    workers: int = key(2, int, "data-loading worker processes", minimum=0)
+    workers: int | None = key(2, int, "data-loading worker processes (null: min(4, the CPUs available)); never more "
+                              "than the CPUs available, which a larger number is lowered to", minimum=0,
+                              nullable=True)
     cache: bool = key(False, bool, "keep every loaded item in memory (small datasets whose items never change: "
                       "no random crop or flip); each worker holds its own copy")
     max_items: int | None = key(None, int, "use at most this many items (null: all)", nullable=True, minimum=1)
@@ -257,7 +259,11 @@ class LogConfig(Section):
     every: int = key(100, int, "log scalars every N steps", minimum=1)
     samples_every: int = key(500, int, "save sample images every N steps", minimum=1)
     checkpoint_every: int = key(1000, int, "save a checkpoint every N steps", minimum=1)
-    keep_last: int = key(3, int, "checkpoints kept", minimum=1)
+    keep_last: int = key(3, int, "checkpoints kept: the newest two whole (a resume reads them), older ones with "
+                         "weights only (enough to sample, evaluate and export)", minimum=1)
+    final_eval: bool = key(False, bool, "when the run ends, score the model on the val split (the shapes-world "
+                           "metrics that apply, or train.eval_metrics), print the key figures and write a labelled "
+                           "sample sheet, OUT/final/samples.png, and the scores, OUT/final/eval.json")
 
 
 #: The general ``model`` keys; the model class adds its own options.

@@ -301,3 +301,158 @@ class RunLog:
                 return
             raise GanzooError(message + "; the run's checkpoints are complete",
                               hint="free some disk space; the logs written before are readable") from None
+
+
+# -- labelled sample sheets and the end-of-run report -------------------------------------------------
+def _label_font(size: int = 12) -> Any:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _fit_text(draw: Any, text: str, font: Any, width: int) -> str:
+    """``text`` cut (with an ellipsis) to fit ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def labelled_sheet(columns: list[torch.Tensor], labels: list[str], *, row_labels: list[str] | None = None,
+                   title: str | None = None, min_side: int = 96) -> Any:
+    """Images in a labelled table, as a PIL image: column ``i`` holds ``columns[i]`` (N, C, H, W in [-1, 1]),
+    one image per row, under the label ``labels[i]``; ``row_labels`` go left of the rows, ``title`` above.
+
+    Small images are enlarged by a whole factor (nearest neighbour) to at least ``min_side`` pixels, so
+    a 32 px sample stays sharp and readable.
+    """
+    from PIL import Image, ImageDraw
+
+    if len(columns) != len(labels):
+        raise ValueError(f"{len(columns)} columns but {len(labels)} labels")
+    rows = int(columns[0].shape[0])
+    height, width = int(columns[0].shape[-2]), int(columns[0].shape[-1])
+    scale = max(1, -(-min_side // max(height, width)))
+    cell_h, cell_w, pad = height * scale, width * scale, 4
+    font = _label_font(12)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_h = 18
+    left = 0
+    if row_labels is not None:
+        left = min(260, int(max(probe.textlength(t, font=font) for t in row_labels)) + 2 * pad) if row_labels else 0
+    top = label_h + (label_h if title else 0)
+    # A light grey ground, so that images with a white background still read as separate tiles.
+    sheet = Image.new("RGB", (left + len(columns) * (cell_w + pad) + pad, top + rows * (cell_h + pad) + pad),
+                      (222, 222, 222))
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((pad, 2), _fit_text(draw, title, font, sheet.width - 2 * pad), fill="black", font=font)
+    for c, (images, label) in enumerate(zip(columns, labels)):
+        x = left + pad + c * (cell_w + pad)
+        text = _fit_text(draw, label, font, cell_w)
+        draw.text((x + (cell_w - draw.textlength(text, font=font)) / 2, top - label_h + 2), text, fill="black",
+                  font=font)
+        pixels = ((_to_rgb(images.detach().float().cpu()).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        for r in range(rows):
+            tile = Image.fromarray(pixels[r].permute(1, 2, 0).numpy(), "RGB")
+            tile = tile.resize((cell_w, cell_h), Image.NEAREST)
+            sheet.paste(tile, (x, top + pad + r * (cell_h + pad)))
+    for r, text in enumerate(row_labels or []):
+        y = top + pad + r * (cell_h + pad) + cell_h // 2 - 7
+        draw.text((pad, y), _fit_text(draw, text, font, left - 2 * pad), fill="black", font=font)
+    return sheet
+
+
+def visual_labels(model: torch.nn.Module, count: int) -> list[str]:
+    """Column labels of ``model.visuals``: the model's own ``visual_labels`` when it has them, else
+    those of the built-in models (BicycleGAN, pix2pix, CycleGAN), else the column numbers."""
+    own = getattr(model, "visual_labels", None)
+    if own is not None:
+        names = list(own(count) if callable(own) else own)
+    elif "G_A" in model.networks:
+        names = ["A", "G_A(A)", "G_B(G_A(A))", "B", "G_B(B)", "G_A(G_B(B))"]
+    elif int(getattr(model, "nz", 0) or 0) > 0:
+        head = ["input", "target"] + (["G(A,E(B))"] if "E" in model.networks else [])
+        names = head + [f"G(A,z{k})" for k in range(1, count - len(head) + 1)]
+    else:
+        names = ["input", "target", "G(A)"]
+    names = names[:count]
+    return names + [str(i) for i in range(len(names) + 1, count + 1)]
+
+
+#: The figures the end-of-run report prints for each metric (others: every score it gives).
+KEY_FIGURES = {"mode_coverage": ("mode_coverage", "on_palette"), "colour_accuracy": ("colour_accuracy",),
+               "palette_transfer": ("palette_transfer", "shape_iou")}
+#: The metrics the end-of-run report runs when the recipe names none (train.eval_metrics): the
+#: shapes world's own, each of which skips data it does not score.
+QUICK_METRICS = ("mode_coverage", "colour_accuracy", "palette_transfer")
+
+
+def final_report(model: torch.nn.Module, recipe: Any, out_dir: Path, *, console: Console | None = None,
+                 num_inputs: int = 100, num_z: int = 20, sheet_rows: int = 6, sheet_z: int = 6,
+                 seed: int = 0, step: int | None = None) -> dict[str, Any] | None:
+    """``log.final_eval``: score ``model`` on the val split (the protocol of ``ganzoo eval``'s defaults),
+    write ``OUT/final/eval.json`` and the labelled sheet ``OUT/final/samples.png``, and print the key
+    figures and both paths. Returns the evaluation, or None when there is no val split to use."""
+    import json
+
+    from ganzoo.errors import DataError, RecipeError
+    from ganzoo.evaluation import evaluate, evaluation_dataset, flat_scores
+    from ganzoo.inference import model_nz, random_latents
+
+    console = console or Console(stderr=True)
+    try:
+        dataset = evaluation_dataset(recipe, "val")
+    except (DataError, RecipeError) as exc:
+        console.print(f"[yellow]log.final_eval: no val split to evaluate on ({exc.message}); skipped[/]",
+                      highlight=False, soft_wrap=True)
+        return None
+    folder = Path(out_dir) / "final"
+    folder.mkdir(parents=True, exist_ok=True)
+    metrics = list(recipe.train.eval_metrics) if recipe.train.eval_metrics is not None else list(QUICK_METRICS)
+    with status("final evaluation…", console):
+        result = evaluate(model, dataset=dataset, metrics=metrics, num_inputs=num_inputs, num_z=num_z, seed=seed,
+                          strict=False)
+    step = int(getattr(model, "step", 0) or 0) if step is None else step
+    result["step"] = step
+    (folder / "eval.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+    # The sheet: the first val inputs, the same codes in every row.
+    was_training = model.training
+    model.eval()
+    try:
+        n = min(sheet_rows, len(dataset))
+        items = [dataset[i] for i in range(n)]
+        batch = {k: torch.stack([item[k] for item in items]) for k in ("A", "B")}
+        nz = model_nz(model)
+        z = random_latents(sheet_z, nz, seed=seed) if nz else None
+        with torch.no_grad():
+            columns = model.visuals(batch, z.to(model.device) if z is not None else None)
+    finally:
+        model.train(was_training)
+    labels = visual_labels(model, len(columns))
+    sheet = labelled_sheet(columns, labels, title=f"{recipe.name}: val inputs" + (
+        f", the same {sheet_z} codes z in every row" if nz else "") + (f", step {step}" if step else ""))
+    sheet_path = folder / "samples.png"
+    sheet.save(sheet_path)
+
+    flat = flat_scores(result)
+    figures = []
+    for name in result["metrics"]:
+        for score in KEY_FIGURES.get(name, [k.split(".", 1)[1] for k in flat if k.startswith(f"{name}.")]):
+            value = flat.get(f"{name}.{score}")
+            if value is not None:
+                figures.append(f"{score.replace('_', ' ')} {value:.3g}")
+    protocol = f"{result['protocol'].get('num_inputs', num_inputs)} val inputs" + (f" x {num_z} codes" if nz else "")
+    if figures:
+        console.print(f"[bold]final evaluation[/] ({protocol}): " + ", ".join(figures), highlight=False,
+                      soft_wrap=True)
+    else:
+        console.print("[bold]final evaluation[/]: none of " + ", ".join(metrics) + " applies to this data "
+                      "(`ganzoo eval` runs the general metrics)", highlight=False, soft_wrap=True)
+    console.print(f"sample sheet: {sheet_path}; scores: {folder / 'eval.json'}", highlight=False, soft_wrap=True)
+    return result

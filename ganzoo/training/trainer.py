@@ -51,6 +51,7 @@ class TrainingInterrupted(GanzooError):
     """Training stopped on a signal after writing a checkpoint."""
 
     exit_code = 130
+    label = "stopped"  # asked for, not an error: the CLI prints "stopped:"
 
 
 class NonFiniteLoss(GanzooError):
@@ -68,6 +69,8 @@ class TrainResult:
     total_steps: int
     losses: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    #: the end-of-run evaluation (``log.final_eval``), as :func:`ganzoo.evaluation.evaluate` returns it
+    evaluation: dict[str, Any] | None = None
 
 
 #: ``ganzoo eval``'s weight-file flags and the recipe keys that give the same files during training.
@@ -83,6 +86,18 @@ def schedule_lengths(recipe: Recipe, steps_per_epoch: int) -> tuple[int, int]:
         total = train.max_steps
         return total, round(total * decay / (epochs + decay)) if epochs + decay > 0 else 0
     return (epochs + decay) * steps_per_epoch, decay * steps_per_epoch
+
+
+def loader_workers(requested: int | None) -> int:
+    """DataLoader worker processes for ``data.workers``: null picks min(4, CPUs this process may use);
+    a number is kept, but never above those CPUs (more only contend for them, and PyTorch warns)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    if requested is None:
+        return min(4, cpus)
+    return min(int(requested), cpus)
 
 
 @dataclass(frozen=True)
@@ -257,7 +272,7 @@ class Trainer:
                                              rank=self.dist.rank, world_size=self.dist.world_size)
         self.steps_per_epoch = len(self.sampler)
         self.total_steps, self.decay_steps = schedule_lengths(recipe, self.steps_per_epoch)
-        workers = recipe.data.workers
+        workers = loader_workers(recipe.data.workers)
         # The loader's own generator keeps its per-epoch seed draw out of the global RNG stream,
         # which a resumed run must replay exactly.
         self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=workers,
@@ -415,10 +430,21 @@ class Trainer:
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         if self._stop_signal is not None:  # a second Ctrl-C: stop now, the last checkpoint stays
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(*self._forced_stop_message())
         self._stop_signal = signum
         if self.dist.is_main:
             self.console.print(f"[yellow]{signal.Signals(signum).name}: finishing this step, then writing a checkpoint[/]")
+
+    def _forced_stop_message(self) -> tuple[str, str]:
+        """What a second Ctrl-C says: ``(message, hint)`` naming the last checkpoint and how to resume."""
+        last = self.checkpoints.step_files()
+        if not last:
+            return (f"stopped at once at step {self.step}/{self.total_steps} (second Ctrl-C); no checkpoint had "
+                    "been written yet", f"start again with --out {self.out_dir}, or wait for the checkpoint "
+                    "a single Ctrl-C writes")
+        step, path = last[-1]
+        return (f"stopped at once at step {self.step}/{self.total_steps} (second Ctrl-C); the last checkpoint is "
+                f"{path} (step {step})", f"resume with: ganzoo train --resume {self.out_dir}")
 
     def _step_schedulers(self, losses: dict[str, torch.Tensor]) -> None:
         for sched in self.schedulers.values():
@@ -568,7 +594,24 @@ class Trainer:
         if main:
             if self.step > start_step or not (self.out_dir / "summary.json").exists():
                 (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            if self.recipe.log.final_eval and self.step > start_step and self.step >= self.total_steps:
+                result.evaluation = self.final_report()
         return result
+
+    def final_report(self) -> dict[str, Any] | None:
+        """``log.final_eval``: the val-split scores, a labelled sample sheet and their paths, on screen
+        (:func:`ganzoo.training.run_log.final_report`). Never fails the finished run: a failure is a warning."""
+        from ganzoo.training.run_log import final_report
+
+        try:
+            with self._averaged_weights():
+                return final_report(self.model, self.recipe, self.out_dir, console=self.console, step=self.step)
+        except Exception as exc:  # noqa: BLE001  (the run and its checkpoints are complete already)
+            detail = (exc.message if isinstance(exc, GanzooError) else str(exc)).splitlines() or [""]
+            self.console.print(f"[yellow]warning:[/] the final evaluation failed ({type(exc).__name__}: "
+                               f"{detail[0]}); the run is complete, `ganzoo eval {self.out_dir}` scores it",
+                               highlight=False)
+            return None
 
     def evaluate(self, run_log: RunLog) -> dict[str, Any] | None:
         """Score the model on the val split (``train.eval_every``): TensorBoard ``eval/*`` and OUT/eval.jsonl."""
