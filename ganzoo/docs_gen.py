@@ -100,6 +100,8 @@ def _key_rows(fields: Mapping[str, Key], prefix: str) -> list[str]:
             continue
         rows.append(f"| `{path}` | {_cell(_type_name(key))} | {_cell(_value(key.default))} | "
                     f"{_cell(_allowed(key))} | {_cell(key.help)} |")
+        if key.common_args:  # taken beside any component's own arguments (train.scheduler.warmup_steps)
+            rows.extend(_key_rows(key.common_args, path + "."))
     return rows
 
 

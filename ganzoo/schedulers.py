@@ -3,8 +3,13 @@
 Each is built as ``build("scheduler", name, optimizer=opt, total_steps=N, **kwargs)`` and returns
 one of torch's own schedulers, so ``state_dict()``/``load_state_dict()`` resume it exactly. The
 official code counts epochs; ganzoo counts optimisation steps, so sizes are given in steps.
+
+``train.scheduler.warmup_steps`` puts a linear warm-up in front of any of them
+(:class:`WarmupScheduler`, applied by the trainer, never by a scheduler itself).
 """
 from __future__ import annotations
+
+from typing import Any
 
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler
@@ -117,3 +122,66 @@ def cosine(optimizer: Optimizer, total_steps: int, eta_min: float = 0.0) -> lr_s
     """
     _check_total_steps("cosine", total_steps)
     return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=eta_min)
+
+
+class WarmupScheduler:
+    """Any scheduler with a linear learning-rate warm-up in front (``train.scheduler.warmup_steps``).
+
+    Step ``k`` of training (counted from 1) runs at ``min(1, k / warmup_steps)`` times the rate the
+    wrapped scheduler gives it; the wrapped scheduler itself only ever sees its own, unscaled rates, so
+    its rule (chained ones such as ``step`` and ``cosine``, or ``plateau``'s reductions) is the same
+    with or without the warm-up. ``state_dict()`` holds the wrapped state, the step count and the
+    unscaled rates: a resumed run continues both exactly.
+    """
+
+    def __init__(self, scheduler: Any, warmup_steps: int) -> None:
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 1:
+            raise ComponentError(f"warmup_steps must be a positive integer, got {warmup_steps!r}")
+        self.scheduler = scheduler
+        self.optimizer: Optimizer = scheduler.optimizer
+        self.warmup_steps = warmup_steps
+        self.steps_done = 0
+        self._unscaled = [group["lr"] for group in self.optimizer.param_groups]
+        self._apply()
+
+    @property
+    def needs_metric(self) -> bool:
+        """Whether ``step`` wants the monitored value (a wrapped ``ReduceLROnPlateau``)."""
+        return isinstance(self.scheduler, lr_scheduler.ReduceLROnPlateau)
+
+    def factor(self) -> float:
+        """The warm-up factor of the next training step."""
+        return min(1.0, (self.steps_done + 1) / self.warmup_steps)
+
+    def _apply(self) -> None:
+        factor = self.factor()
+        for group, lr in zip(self.optimizer.param_groups, self._unscaled):
+            group["lr"] = lr * factor
+
+    def step(self, *args: Any, **kwargs: Any) -> None:
+        for group, lr in zip(self.optimizer.param_groups, self._unscaled):
+            group["lr"] = lr  # the wrapped rule reads and writes its own rates
+        self.scheduler.step(*args, **kwargs)
+        self._unscaled = [group["lr"] for group in self.optimizer.param_groups]
+        self.steps_done += 1
+        self._apply()
+
+    def get_last_lr(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"warmup_steps": self.warmup_steps, "steps_done": self.steps_done, "unscaled": list(self._unscaled),
+                "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict) or "scheduler" not in state or "steps_done" not in state:
+            raise ValueError("the state has no warm-up (it was saved without train.scheduler.warmup_steps)")
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.steps_done = int(state["steps_done"])
+        self._unscaled = [float(lr) for lr in state["unscaled"]]
+        self._apply()
+
+
+def with_warmup(scheduler: Any, warmup_steps: int) -> Any:
+    """``scheduler`` with a linear warm-up over ``warmup_steps`` steps (unchanged when 0)."""
+    return WarmupScheduler(scheduler, warmup_steps) if warmup_steps else scheduler

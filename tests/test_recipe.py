@@ -309,7 +309,7 @@ def test_component_shorthand_and_arguments() -> None:
     recipe = resolve_recipe(raw)
     assert recipe.model.init == {"type": "normal", "gain": 0.02}
     assert recipe.model.networks["D"]["type"] == "toy_patch"
-    assert recipe.train.scheduler == {"type": "toy_step", "step_size": 10, "gamma": 1.0}
+    assert recipe.train.scheduler == {"type": "toy_step", "step_size": 10, "gamma": 1.0, "warmup_steps": 0}
 
 
 @pytest.mark.parametrize("optimizer, expected", [

@@ -219,13 +219,16 @@ def _resolve_component_mapping(path: str, value: Any, key: Key) -> dict[str, Any
     name = given.pop("type", default_name)
     assert key.component is not None
     entry = _lookup_component(_join(path, "type"), key.component, name)
+    # Keys taken beside any component's own arguments (train.scheduler.warmup_steps): ganzoo's, not the component's.
+    common = {arg: check_value(_join(path, arg), given.pop(arg) if arg in given else _copy(spec.default), spec)
+              for arg, spec in (key.common_args or {}).items()}
     resolved = resolve_arguments(path, entry, given, hidden=key.runtime_args)
     try:
         check_arguments(entry, {k: v for k, v in resolved.items() if k != "type"}
                         | {a: None for a in key.runtime_args if a in entry.signature().parameters})
     except GanzooError as exc:
         raise RecipeError(path, exc.message, hint=exc.hint) from None
-    return resolved
+    return {**resolved, **common}
 
 
 def _resolve_optimizer(path: str, value: Any) -> dict[str, Any]:

@@ -42,6 +42,8 @@ class Key:
     registered name (``type=str``) or a mapping ``{type: <name>, **arguments}`` (``type=dict``,
     a bare name is accepted as shorthand); ``runtime_args`` are the arguments the trainer passes
     itself and a recipe may not set. ``fields`` is the sub-schema of a nested mapping.
+    ``common_args`` are keys a component mapping takes beside whichever component it names, which
+    ganzoo handles itself and never passes to the component (``train.scheduler.warmup_steps``).
     """
 
     default: Any
@@ -61,6 +63,7 @@ class Key:
     runtime_args: tuple[str, ...] = ()
     fields: Mapping[str, Key] | None = None
     special: str | None = None  # a value with its own resolver in resolve.py ("optimizer")
+    common_args: Mapping[str, Key] | None = None
 
 
 #: A model's own recipe key (``model.nz``...): the same declaration as a general key.
@@ -198,6 +201,14 @@ OPTIMIZER: dict[str, Key] = {
 }
 
 
+#: Keys ``train.scheduler`` takes whatever the scheduler: ganzoo applies them around any registered one.
+SCHEDULER_COMMON: dict[str, Key] = {
+    "warmup_steps": Key(0, int, "linear learning-rate warm-up over the first N steps, composed with any scheduler: "
+                        "step k (from 1) runs at k/N of the scheduler's rate, step N and later at the full rate "
+                        "(0: none)", minimum=0),
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig(Section):
     """``train``: how a run is trained."""
@@ -215,7 +226,7 @@ class TrainConfig(Section):
         special="optimizer_overrides")
     scheduler: Mapping[str, Any] = key({"type": "linear"}, dict, "learning-rate schedule (a 'scheduler' registry "
                                        "name + arguments)", component="scheduler",
-                                       runtime_args=("optimizer", "total_steps"))
+                                       runtime_args=("optimizer", "total_steps"), common_args=SCHEDULER_COMMON)
     seed: int = key(0, int, "seed of weights, noise and data order", minimum=0, maximum=MAX_SEED)
     device: str = key("auto", str, "auto | cpu | cuda | cuda:N", pattern=r"auto|cpu|cuda(:\d+)?",
                       pattern_help="auto, cpu, cuda or cuda:N")
@@ -426,7 +437,8 @@ def keys_at(path: tuple[str, ...], tree: Mapping[str, Any]) -> list[str] | None:
         if key.component is not None and key.type is dict:
             value = _lookup(tree, (section, *rest))
             name = value.get("type", _type_default(key)) if isinstance(value, Mapping) else _type_default(key)
-            return component_keys(key.component, name, key.runtime_args)
+            own = component_keys(key.component, name, key.runtime_args)
+            return None if own is None else [*own, *(key.common_args or {})]
         if key.fields is None:
             return []
         fields = key.fields

@@ -32,6 +32,7 @@ from ganzoo.errors import CheckpointError, ComponentError, DataError, GanzooErro
 from ganzoo.recipe.resolve import build_meta_networks
 from ganzoo.recipe.schema import Recipe
 from ganzoo.registry import build, get_component
+from ganzoo.schedulers import with_warmup
 from ganzoo.training.accelerators import (accelerator_states, build_accelerators, load_accelerator_states,
                                           prepare_all)
 from ganzoo.training.checkpoint import CheckpointDir, estimate_checkpoint_bytes, load_network_state
@@ -327,12 +328,14 @@ class Trainer:
     def _make_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
         spec = dict(self.recipe.train.scheduler)
         kind = spec.pop("type")
+        warmup_steps = int(spec.pop("warmup_steps", 0) or 0)  # around any scheduler (ganzoo.schedulers.with_warmup)
         if kind == "linear" and spec.get("decay_steps") is None:
             spec["decay_steps"] = self.decay_steps
         try:
-            return build("scheduler", kind, optimizer=optimizer, total_steps=max(1, self.total_steps), **spec)
+            scheduler = build("scheduler", kind, optimizer=optimizer, total_steps=max(1, self.total_steps), **spec)
         except ComponentError as exc:  # an argument's value out of range: name the recipe key it came from
             raise RecipeError("train.scheduler", exc.message, hint=exc.hint) from None
+        return with_warmup(scheduler, warmup_steps)
 
     def _sample_inputs(self) -> dict[str, torch.Tensor]:
         """A fixed handful of inputs for sample grids (the val split when there is one)."""
@@ -406,6 +409,7 @@ class Trainer:
         from its current step on; the saved state would otherwise bring back the old length."""
         for name, sched in self.schedulers.items():
             fresh = self._make_scheduler(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0))
+            sched, fresh = getattr(sched, "scheduler", sched), getattr(fresh, "scheduler", fresh)  # under a warm-up
             for mine, new in zip(getattr(sched, "lr_lambdas", []), getattr(fresh, "lr_lambdas", [])):
                 if hasattr(mine, "__dict__") and not callable(getattr(mine, "__self__", None)):
                     mine.__dict__.update(vars(new))
@@ -448,7 +452,7 @@ class Trainer:
 
     def _step_schedulers(self, losses: dict[str, torch.Tensor]) -> None:
         for sched in self.schedulers.values():
-            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) or getattr(sched, "needs_metric", False):
                 sched.step(float(losses.get("G_total", 0.0)))
             else:
                 sched.step()
