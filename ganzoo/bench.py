@@ -22,6 +22,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,7 +31,9 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ganzoo.errors import GanzooError
+from ganzoo.recipe.resolve import build_meta_networks
 from ganzoo.recipe.schema import Recipe
+from ganzoo.registry import get_component
 from ganzoo.training.device import resolve_device
 from ganzoo.training.rng import seed_everything
 from ganzoo.training.trainer import TrainingParts, build_training
@@ -134,20 +137,27 @@ def device_peak_tflops(device: torch.device, precision: str) -> tuple[float | No
     return None, None
 
 
-def generator_of(model: nn.Module) -> nn.Module:
-    """The model's first generator (``G`` or ``G_A``): its channels give the batch's shapes."""
-    kinds = getattr(type(model), "network_kinds", {})
-    for name, net in model.networks.items():
+def _first_generator(networks: Mapping[str, nn.Module], model_cls: type) -> nn.Module:
+    kinds = getattr(model_cls, "network_kinds", {})
+    for name, net in networks.items():
         if kinds.get(name) == "generator":
             return net
-    raise GanzooError(f"{type(model).__name__} declares no generator, so ganzoo bench cannot shape a batch")
+    raise GanzooError(f"{model_cls.__name__} declares no generator, so ganzoo bench cannot shape a batch")
+
+
+def generator_of(model: nn.Module) -> nn.Module:
+    """The model's first generator (``G`` or ``G_A``): its channels give the batch's shapes."""
+    return _first_generator(model.networks, type(model))
 
 
 def synthetic_batch(recipe: Recipe, model: nn.Module, device: torch.device,
                     seed: int = 0) -> dict[str, torch.Tensor]:
     """A batch of uniform noise in [-1, 1] with the recipe's batch size, crop size and channels."""
+    return _noise_batch(recipe, generator_of(model), device, seed)
+
+
+def _noise_batch(recipe: Recipe, G: nn.Module, device: torch.device, seed: int) -> dict[str, torch.Tensor]:
     data, n = recipe.data, recipe.train.batch_size
-    G = generator_of(model)
     in_nc = data.input_nc or G.input_nc
     out_nc = data.output_nc or G.output_nc
     size = data.crop_size
@@ -168,9 +178,12 @@ def peak_memory(device: torch.device) -> tuple[int, str]:
 
 
 def build_parts(recipe: Recipe, device: torch.device) -> TrainingParts:
-    """The recipe's model, optimizers and updater as ``ganzoo train`` builds them."""
+    """The recipe's model, optimizers and updater as ``ganzoo train`` builds them; the model's
+    ``materialize`` hook sees the synthetic batch (``ganzoo train`` gives it a few training inputs)."""
     seed_everything(recipe.train.seed)
-    return build_training(recipe, device)
+    model_cls = get_component("model", recipe.model.type).factory
+    G = _first_generator(build_meta_networks(recipe), model_cls)  # its channels, before the model exists
+    return build_training(recipe, device, sample_batch=_noise_batch(recipe, G, device, recipe.train.seed))
 
 
 def _sync(device: torch.device) -> None:

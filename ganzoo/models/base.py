@@ -96,8 +96,11 @@ class ModelSpec:
     def materialize(self, batch: dict[str, torch.Tensor]) -> None:
         """Create parameters whose shapes depend on the data (lazy modules), before optimizers exist.
 
-        The Trainer calls this once with a training batch before building the optimizers; the
-        default has nothing to create."""
+        :func:`~ganzoo.training.trainer.build_training` calls this once, right after the model is
+        built and before the memory layout, accelerators, compilation, data-parallel wrapping and the
+        optimizers, with a few training inputs (``ganzoo bench``: its synthetic batch). A network
+        created here and put in ``self.networks`` (and named in ``update_groups``) is then treated
+        like every other. ``ganzoo.load`` does not call it. The default has nothing to create."""
 
     def sample_codes(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
         """``n`` fixed latent codes for sample grids (None: the model takes no code)."""

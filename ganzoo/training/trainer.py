@@ -180,10 +180,17 @@ class TrainingParts:
 def build_training(recipe: Recipe, device: torch.device, *, dist: Any = None, console: Console | None = None,
                    sample_batch: dict[str, torch.Tensor] | None = None) -> TrainingParts:
     """The recipe's model on ``device`` with its layout, compilation, accelerator plugins, data
-    parallelism (``dist``), optimizers and :class:`Updater`."""
+    parallelism (``dist``), optimizers and :class:`Updater`.
+
+    ``sample_batch`` (a few training inputs) goes to the model's ``materialize`` hook right after the
+    model is built, before anything else touches its networks."""
     train = recipe.train
     model_cls = get_component("model", recipe.model.type).factory
     model = model_cls(recipe, device)
+    if sample_batch is not None:
+        # First, so that what it creates (lazy heads) gets the layout, accelerators, compilation and
+        # data parallelism every other network gets, and an optimizer.
+        model.materialize(sample_batch)
     if train.channels_last:
         model.networks.to(memory_format=torch.channels_last)
     accelerators = build_accelerators(train.accelerators)
@@ -199,8 +206,6 @@ def build_training(recipe: Recipe, device: torch.device, *, dist: Any = None, co
     distributed = dist is not None and dist.enabled
     if distributed:
         wrap_networks(model, dist, console)
-    if sample_batch is not None:
-        model.materialize(sample_batch)
     optimizers = make_optimizers(model.networks, model_cls.update_groups(recipe.model), train.optimizer,
                                  train.optimizers, device)
     # DDP averages gradients after their accumulation: no updates inside its backward
