@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,14 +26,18 @@ class AlignedDataset(PreprocessedDataset):
         max_items: keep only the first N files (sorted by name).
         cache: keep every item in memory after its first load (only when items never change: no
             random crop or flip).
+        augment: ``data.augment`` (:class:`~ganzoo.data.transforms.Augment`): random resized crop, rotation
+            and colour jitter after the preprocessing; null: none.
+            One draw per pair: A and B get the same crop and rotation (and the same colour factors
+            where ``color_on`` is ``both``).
     """
 
     def __init__(self, root: str | Path, split: str = "train", direction: str = "AtoB", load_size: int = 286,
                  crop_size: int = 256, preprocess: str = "resize_and_crop", flip: bool = True, input_nc: int = 3,
                  output_nc: int = 3, seed: int = 0, max_items: int | None = None,
-                 cache: bool = False) -> None:
+                 cache: bool = False, augment: dict[str, Any] | None = None) -> None:
         super().__init__(root, split, direction, load_size, crop_size, preprocess, flip, input_nc, output_nc,
-                         seed, max_items, cache)
+                         seed, max_items, cache, augment)
         self.check_cache()
         self.folder = require_folder(self.root / split, root=self.root, what="aligned A|B images")
         self.paths = list_images(self.folder, max_items)
@@ -52,8 +57,12 @@ class AlignedDataset(PreprocessedDataset):
         left, right = pair.crop((0, 0, half, height)), pair.crop((half, 0, width, height))
         source, target = (left, right) if self.direction == "AtoB" else (right, left)
         # One draw for both halves: a pair must stay pixel-aligned after cropping and flipping.
-        augmentation = self.preprocess.sample(half, height, self.generator(index))
+        generator = self.generator(index)
+        augmentation = self.preprocess.sample(half, height, generator)
+        extra = self.augment.sample(generator)  # nothing drawn without data.augment
         source = self.preprocess.apply(source, augmentation, path=path)
         target = self.preprocess.apply(target, augmentation, path=path)
+        source = self.augment.apply(source, extra, colour=self.augment.colours("A"))
+        target = self.augment.apply(target, extra, colour=self.augment.colours("B"))
         return {"A": to_tensor(source, self.input_nc), "B": to_tensor(target, self.output_nc),
                 "A_path": str(path), "B_path": str(path)}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ganzoo.data.transforms import Augment
 from ganzoo.errors import DataError
 from ganzoo.recipe.schema import Recipe
 from ganzoo.registry import build, get_component
@@ -16,10 +17,15 @@ def dataset_kwargs(recipe: Recipe, split: str) -> dict[str, Any]:
     if data["cache"] and "cache" not in accepted:
         raise DataError(f"data.cache: the dataset {data['dataset']!r} takes no 'cache' argument, so it cannot "
                         "keep items in memory", hint="set data.cache=false")
+    if "augment" not in accepted and Augment(data.get("augment")).active:
+        raise DataError(f"data.augment: the dataset {data['dataset']!r} takes no 'augment' argument, so it cannot "
+                        "augment its items", hint="remove data.augment, or add the argument to the dataset")
     kwargs = {k: v for k, v in data.items() if k in accepted}
     kwargs.update(split=split, seed=recipe.train.seed)
     if split != "train":
         kwargs["flip"] = False
+        if "augment" in kwargs:
+            kwargs["augment"] = None  # evaluation and samples see the images as they are
     return kwargs
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,6 +26,8 @@ class SingleDataset(PreprocessedDataset):
         max_items: keep only the first N files (sorted by name).
         cache: keep every item in memory after its first load (only when items never change: no
             random crop or flip).
+        augment: ``data.augment`` (:class:`~ganzoo.data.transforms.Augment`): random resized crop, rotation
+            and colour jitter after the preprocessing; null: none.
 
     Items are ``{"A": Tensor, "A_path": str}``: there is no ``B``.
     """
@@ -32,9 +35,9 @@ class SingleDataset(PreprocessedDataset):
     def __init__(self, root: str | Path, split: str | None = None, direction: str = "AtoB", load_size: int = 286,
                  crop_size: int = 256, preprocess: str = "resize_and_crop", flip: bool = True, input_nc: int = 3,
                  output_nc: int = 3, seed: int = 0, max_items: int | None = None,
-                 cache: bool = False) -> None:
+                 cache: bool = False, augment: dict[str, Any] | None = None) -> None:
         super().__init__(root, split, direction, load_size, crop_size, preprocess, flip, input_nc, output_nc,
-                         seed, max_items, cache)
+                         seed, max_items, cache, augment)
         self.check_cache()
         folder = self.root / split if split else self.root
         self.folder = require_folder(folder, root=self.root, what="input images")
@@ -46,5 +49,7 @@ class SingleDataset(PreprocessedDataset):
     def _load(self, index: int) -> dict[str, torch.Tensor | str]:
         path = self.paths[index]
         image = read_image(path)
-        image = self.preprocess.apply(image, self.preprocess.sample(*image.size, self.generator(index)), path=path)
+        generator = self.generator(index)
+        image = self.preprocess.apply(image, self.preprocess.sample(*image.size, generator), path=path)
+        image = self.augment.apply(image, self.augment.sample(generator), colour=self.augment.colours("A"))
         return {"A": to_tensor(image, self.input_nc), "A_path": str(path)}

@@ -12,10 +12,16 @@ A horizontal flip with probability 1/2 follows unless ``flip=False``. The crop o
 are drawn from a ``torch.Generator`` seeded by ``(seed, epoch, index)`` (:func:`item_generator`),
 never from global random state, so an item is the same whichever DataLoader worker loads it and a
 resumed run sees exactly the data the interrupted one would have seen.
+
+``data.augment`` (:class:`Augment`) adds a random resized crop, a rotation and colour jitter after
+that, with parameters drawn from the same generator after the crop and flip (so a recipe without it
+draws exactly what it drew before). An aligned pair gets one draw: the same geometry on A and B.
 """
 from __future__ import annotations
 
 import hashlib
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -151,6 +157,151 @@ class Preprocess:
         return image
 
 
+#: ``data.augment.color_on``: which side colour jitter changes (A is the network input, B the target).
+COLOR_SIDES: tuple[str, ...] = ("both", "A", "B")
+#: The aspect-ratio range of the random resized crop when ``data.augment.ratio`` is not given (torchvision's).
+DEFAULT_RATIO = (3 / 4, 4 / 3)
+
+
+@dataclass(frozen=True)
+class AugmentDraw:
+    """The random choices of ``data.augment`` for one item (or one aligned pair).
+
+    The crop is kept as fractions (area, log aspect ratio, horizontal and vertical position), so one
+    draw gives the same box on two images of the same size; ``None`` where a transform is off.
+    """
+
+    crop: tuple[float, float, float, float] | None
+    angle: float | None
+    brightness: float | None
+    contrast: float | None
+    saturation: float | None
+    hue: float | None
+
+
+def _uniform(generator: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=generator, dtype=torch.float64))
+
+
+class Augment:
+    """``data.augment``: random resized crop, rotation and colour jitter, seeded per item.
+
+    Args:
+        spec: the resolved ``data.augment`` mapping (``None`` or ``{}``: nothing, and nothing drawn):
+            ``brightness``/``contrast``/``saturation`` (factor in [max(0, 1 - v), 1 + v]), ``hue`` (shift in
+            [-v, v], at most 0.5), ``color_on`` (``both``, ``A`` or ``B``), ``scale`` ([low, high]: the
+            crop's share of the image area; null: no crop), ``ratio`` (its aspect-ratio range),
+            ``rotation`` (degrees, drawn in [-v, v]) and ``fill`` (grey level of the corners a rotation uncovers).
+
+    The geometry (crop, then rotation) is applied to the image at its size after preprocessing and
+    keeps that size; colour jitter follows, in the order brightness, contrast, saturation, hue.
+    """
+
+    def __init__(self, spec: Mapping[str, Any] | None = None) -> None:
+        spec = dict(spec or {})
+        self.brightness = float(spec.get("brightness") or 0.0)
+        self.contrast = float(spec.get("contrast") or 0.0)
+        self.saturation = float(spec.get("saturation") or 0.0)
+        self.hue = float(spec.get("hue") or 0.0)
+        self.color_on = str(spec.get("color_on") or "both")
+        scale = spec.get("scale")
+        self.scale = (float(scale[0]), float(scale[1])) if scale is not None else None
+        ratio = spec.get("ratio") or DEFAULT_RATIO
+        self.ratio = (float(ratio[0]), float(ratio[1]))
+        self.rotation = float(spec.get("rotation") or 0.0)
+        self.fill = int(spec.get("fill") or 0)
+        for name in ("brightness", "contrast", "saturation", "rotation"):
+            if getattr(self, name) < 0:
+                raise DataError(f"data.augment.{name}: must be >= 0, got {getattr(self, name)!r}")
+        if not 0.0 <= self.hue <= 0.5:
+            raise DataError(f"data.augment.hue: must be between 0 and 0.5, got {self.hue!r}")
+        if self.color_on not in COLOR_SIDES:
+            raise DataError(f"data.augment.color_on: {self.color_on!r} is not one of {', '.join(COLOR_SIDES)}")
+        if self.scale is not None and not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
+            raise DataError(f"data.augment.scale: expected [low, high] with 0 < low <= high <= 1, got "
+                            f"{list(self.scale)}")
+        if not 0.0 < self.ratio[0] <= self.ratio[1]:
+            raise DataError(f"data.augment.ratio: expected [low, high] with 0 < low <= high, got {list(self.ratio)}")
+
+    @property
+    def geometric(self) -> bool:
+        return self.scale is not None or self.rotation > 0
+
+    @property
+    def colour(self) -> bool:
+        return any(v > 0 for v in (self.brightness, self.contrast, self.saturation, self.hue))
+
+    @property
+    def active(self) -> bool:
+        return self.geometric or self.colour
+
+    def randomness(self) -> str | None:
+        """What this augmentation changes from load to load, or None when it is off."""
+        parts = (["a random resized crop"] if self.scale is not None else []) + (
+            ["a random rotation"] if self.rotation > 0 else []) + (["colour jitter"] if self.colour else [])
+        return f"data.augment is on ({', '.join(parts)} per load)" if parts else None
+
+    def colours(self, side: str) -> bool:
+        """Whether colour jitter changes side ``A`` or ``B``."""
+        return self.colour and self.color_on in ("both", side)
+
+    def sample(self, generator: torch.Generator) -> AugmentDraw | None:
+        """Draw this item's parameters from its generator (None, and nothing drawn, when off).
+
+        Each transform that is on draws a fixed count of numbers, so the stream never depends on the
+        image or on an earlier draw.
+        """
+        if not self.active:
+            return None
+        crop = None
+        if self.scale is not None:
+            crop = (_uniform(generator, *self.scale),
+                    _uniform(generator, math.log(self.ratio[0]), math.log(self.ratio[1])),
+                    _uniform(generator, 0.0, 1.0), _uniform(generator, 0.0, 1.0))
+        angle = _uniform(generator, -self.rotation, self.rotation) if self.rotation > 0 else None
+
+        def factor(amount: float) -> float | None:
+            return _uniform(generator, max(0.0, 1.0 - amount), 1.0 + amount) if amount > 0 else None
+
+        brightness, contrast, saturation = factor(self.brightness), factor(self.contrast), factor(self.saturation)
+        hue = _uniform(generator, -self.hue, self.hue) if self.hue > 0 else None
+        return AugmentDraw(crop, angle, brightness, contrast, saturation, hue)
+
+    @staticmethod
+    def crop_box(draw: AugmentDraw, width: int, height: int) -> tuple[int, int, int, int] | None:
+        """``(top, left, height, width)`` of the draw's crop in an image of this size (None: no crop)."""
+        if draw.crop is None:
+            return None
+        area, log_ratio, fx, fy = draw.crop
+        ratio = math.exp(log_ratio)
+        w = min(width, max(1, int(round(math.sqrt(width * height * area * ratio)))))
+        h = min(height, max(1, int(round(math.sqrt(width * height * area / ratio)))))
+        return int(round(fy * (height - h))), int(round(fx * (width - w))), h, w
+
+    def apply(self, image: Image.Image, draw: AugmentDraw | None, *, colour: bool) -> Image.Image:
+        """``image`` cropped, rotated and (when ``colour``) colour-jittered as ``draw`` says; same size."""
+        if draw is None:
+            return image
+        tv = _tv_functional()
+        width, height = image.size
+        box = self.crop_box(draw, width, height)
+        if box is not None:
+            image = tv.resized_crop(image, *box, [height, width], interpolation=tv.InterpolationMode.BICUBIC)
+        if draw.angle is not None:
+            fill = self.fill if image.mode == "L" else [self.fill] * len(image.getbands())
+            image = tv.rotate(image, draw.angle, interpolation=tv.InterpolationMode.BILINEAR, fill=fill)
+        if colour:
+            if draw.brightness is not None:
+                image = tv.adjust_brightness(image, draw.brightness)
+            if draw.contrast is not None:
+                image = tv.adjust_contrast(image, draw.contrast)
+            if draw.saturation is not None and image.mode == "RGB":
+                image = tv.adjust_saturation(image, draw.saturation)
+            if draw.hue is not None and image.mode == "RGB":
+                image = tv.adjust_hue(image, draw.hue)
+        return image
+
+
 def to_tensor(image: Image.Image, channels: int) -> torch.Tensor:
     """A PIL image as a float tensor ``(channels, H, W)`` scaled to [-1, 1]."""
     tv = _tv_functional()
@@ -173,7 +324,7 @@ class PreprocessedDataset(Dataset):
 
     def __init__(self, root: str | Path, split: str | None, direction: str, load_size: int, crop_size: int,
                  preprocess: str, flip: bool, input_nc: int, output_nc: int, seed: int,
-                 max_items: int | None, cache: bool = False) -> None:
+                 max_items: int | None, cache: bool = False, augment: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         if direction not in DIRECTIONS:
             raise DataError(f"data.direction: expected 'AtoB' or 'BtoA', got {direction!r}",
@@ -193,6 +344,7 @@ class PreprocessedDataset(Dataset):
         self.seed = seed
         self.max_items = max_items
         self.preprocess = Preprocess(preprocess, load_size, crop_size, bool(flip))
+        self.augment = Augment(augment)
         self._cache: dict[int, dict[str, Any]] | None = {} if cache else None
         # In shared memory, so persistent DataLoader workers (which keep the copy of the dataset
         # they started with) still see the epoch the trainer sets.
@@ -216,7 +368,7 @@ class PreprocessedDataset(Dataset):
 
     def item_randomness(self) -> str | None:
         """What makes item ``i`` differ between epochs, or None when it never does (then it may be cached)."""
-        return self.preprocess.randomness()
+        return self.preprocess.randomness() or self.augment.randomness()
 
     def check_cache(self) -> None:
         """Refuse ``cache=True`` when items change between epochs: a cache would freeze the augmentation."""
@@ -224,8 +376,8 @@ class PreprocessedDataset(Dataset):
         if reason:
             raise DataError(f"data.cache: items of {type(self).__name__} change from epoch to epoch because {reason}, "
                             "so they cannot be kept in memory",
-                            hint="set data.cache=false, or make the items fixed (data.flip=false and "
-                                 "data.preprocess=none, or resize_and_crop with load_size == crop_size)")
+                            hint="set data.cache=false, or make the items fixed (data.flip=false, no data.augment, "
+                                 "and data.preprocess=none, or resize_and_crop with load_size == crop_size)")
 
     def cached_item(self, index: int, load: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
         """``load(index)``, from memory after the first time when the dataset was built with ``cache=True``."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,6 +28,9 @@ class UnalignedDataset(PreprocessedDataset):
             official ``--serial_batches``, used when testing).
         cache: keep every item in memory after its first load (only when items never change: fixed
             pairs, no random crop or flip).
+        augment: ``data.augment`` (:class:`~ganzoo.data.transforms.Augment`): random resized crop, rotation
+            and colour jitter after the preprocessing; null: none.
+            A and B are unrelated images: each gets its own draw.
 
     The length is that of the larger folder; item ``i`` uses A image ``i % len(A)``.
     """
@@ -34,9 +38,10 @@ class UnalignedDataset(PreprocessedDataset):
     def __init__(self, root: str | Path, split: str = "train", direction: str = "AtoB", load_size: int = 286,
                  crop_size: int = 256, preprocess: str = "resize_and_crop", flip: bool = True, input_nc: int = 3,
                  output_nc: int = 3, seed: int = 0, max_items: int | None = None,
-                 serial_batches: bool = False, cache: bool = False) -> None:
+                 serial_batches: bool = False, cache: bool = False,
+                 augment: dict[str, Any] | None = None) -> None:
         super().__init__(root, split, direction, load_size, crop_size, preprocess, flip, input_nc, output_nc,
-                         seed, max_items, cache)
+                         seed, max_items, cache, augment)
         self.serial_batches = bool(serial_batches)
         self.check_cache()
         source, target = ("A", "B") if direction == "AtoB" else ("B", "A")
@@ -66,5 +71,9 @@ class UnalignedDataset(PreprocessedDataset):
         image_A, image_B = read_image(path_A), read_image(path_B)
         image_A = self.preprocess.apply(image_A, self.preprocess.sample(*image_A.size, generator), path=path_A)
         image_B = self.preprocess.apply(image_B, self.preprocess.sample(*image_B.size, generator), path=path_B)
+        # data.augment: drawn after everything above (nothing is drawn without it), one draw per image
+        extra_A, extra_B = self.augment.sample(generator), self.augment.sample(generator)
+        image_A = self.augment.apply(image_A, extra_A, colour=self.augment.colours("A"))
+        image_B = self.augment.apply(image_B, extra_B, colour=self.augment.colours("B"))
         return {"A": to_tensor(image_A, self.input_nc), "B": to_tensor(image_B, self.output_nc),
                 "A_path": str(path_A), "B_path": str(path_B)}

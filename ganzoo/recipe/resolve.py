@@ -460,6 +460,24 @@ def _check_sizes(data: dict[str, Any]) -> None:
                           hint=f"set data.load_size >= {data['crop_size']} or data.preprocess=crop")
 
 
+def _check_augment(data: dict[str, Any]) -> None:
+    """``data.augment``: ranges in order, and no ``data.cache`` of items that change at every load."""
+    augment = data.get("augment")
+    if not augment:
+        return
+    for name in ("scale", "ratio"):
+        pair = augment.get(name)
+        if pair is not None and pair[0] > pair[1]:
+            raise RecipeError(f"data.augment.{name}", f"[{pair[0]}, {pair[1]}]: low is above high",
+                              hint=f"write it as [{pair[1]}, {pair[0]}]")
+    from ganzoo.data.transforms import Augment
+
+    reason = Augment(augment).randomness()
+    if reason and data.get("cache"):
+        raise RecipeError("data.cache", f"is true, but items change at every load: {reason}",
+                          hint="set data.cache=false, or turn data.augment off")
+
+
 def network_input_size(data: DataConfig) -> tuple[str, int] | None:
     """The key that fixes the side of the images the networks see, and its value (None: unknown)."""
     mode = data.preprocess
@@ -586,6 +604,7 @@ def _resolve(raw: Mapping[str, Any], source: str | None, retired: str) -> tuple[
     recipe["model_config"] = model_config(recipe["model"], cls)
     recipe["train"]["optimizers"] = _resolve_optimizer_overrides(recipe, cls)
     _check_sizes(recipe["data"])
+    _check_augment(recipe["data"])
     _check_epochs(recipe["train"])
     _check_eval_metrics(recipe["train"])
     networks = build_meta_networks(recipe)

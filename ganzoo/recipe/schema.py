@@ -26,7 +26,7 @@ from typing import Any
 
 from ganzoo.data.shapes import FLAVOURS as SHAPES_FLAVOURS
 from ganzoo.data.shapes import MIN_SIZE as SHAPES_MIN_SIZE
-from ganzoo.data.transforms import DIRECTIONS, PREPROCESS_MODES, SIZE_MULTIPLE_FOR_NONE
+from ganzoo.data.transforms import COLOR_SIDES, DEFAULT_RATIO, DIRECTIONS, PREPROCESS_MODES, SIZE_MULTIPLE_FOR_NONE
 from ganzoo.training.optim import OPTIMIZERS
 
 #: Marks a key that has no default: leaving it out is an error.
@@ -150,6 +150,33 @@ class ShapesConfig(Section):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AugmentConfig(Section):
+    """``data.augment``: random transforms of training items after the preprocessing (:class:`ganzoo.data.
+    transforms.Augment`), drawn per item from its (seed, epoch, index) stream; val/test items are never
+    augmented. Every transform is off at its default."""
+
+    brightness: float = key(0.0, float, "colour jitter: brightness factor drawn in [max(0, 1 - v), 1 + v] (0: off)",
+                            minimum=0.0)
+    contrast: float = key(0.0, float, "colour jitter: contrast factor drawn in [max(0, 1 - v), 1 + v] (0: off)",
+                          minimum=0.0)
+    saturation: float = key(0.0, float, "colour jitter: saturation factor drawn in [max(0, 1 - v), 1 + v] (0: off; "
+                            "RGB images only)", minimum=0.0)
+    hue: float = key(0.0, float, "colour jitter: hue shift drawn in [-v, v] of the colour circle (0: off; RGB only)",
+                     minimum=0.0, maximum=0.5)
+    color_on: str = key("both", str, "which side colour jitter changes: both (aligned pairs: the same factors on A "
+                        "and B, so the target's colours stay a function of the input's), A (the input only) or B (the "
+                        "target only); see docs/toolbox.md", choices=COLOR_SIDES)
+    scale: tuple[float, ...] | None = key(None, list, "random resized crop: the crop's share of the image area, "
+                                          "[low, high] within (0, 1], resized back to the image size (null: off)",
+                                          nullable=True, item_type=float, length=2, above=0.0, maximum=1.0)
+    ratio: tuple[float, ...] = key(list(DEFAULT_RATIO), list, "random resized crop: its aspect-ratio range "
+                                   "[low, high] (drawn log-uniformly)", item_type=float, length=2, above=0.0)
+    rotation: float = key(0.0, float, "random rotation by an angle drawn in [-v, v] degrees (0: off)", minimum=0.0,
+                          maximum=180.0)
+    fill: int = key(0, int, "grey level (0-255) of the corners a rotation uncovers", minimum=0, maximum=255)
+
+
+@dataclass(frozen=True, kw_only=True)
 class DataConfig(Section):
     """``data``: what a run is trained on."""
 
@@ -176,6 +203,9 @@ class DataConfig(Section):
     bad_images: str = key("error", str, "an unreadable image stops training with its name (error), or every image "
                           "is checked once before training and the bad ones are skipped and reported (skip)",
                           choices=("error", "skip"))
+    augment: AugmentConfig | None = section(AugmentConfig, None, "random resized crop, rotation and colour jitter "
+                                            "of training items (null: none); A and B of an aligned pair get the same "
+                                            "geometry", nullable=True)
 
 
 @dataclass(frozen=True, kw_only=True)
