@@ -26,19 +26,20 @@ SHORT = [f"train.max_steps={STEPS}", "train.device=cpu", "data.workers=0", "log.
 
 # A world per flavour, shared by all the recipes (and both runs) that read it.
 WORLDS = {
-    "shapes-deterministic": dict(flavour="shapes-deterministic", size=64, n_train=8, n_val=2, n_test=0, seed=0),
-    "shapes-multimodal": dict(flavour="shapes-multimodal", size=64, n_train=8, n_val=2, n_test=0, seed=0),
-    "shapes-unpaired": dict(flavour="shapes-unpaired", size=64, n_train=8, n_val=2, n_test=0, seed=0),
+    "shapes-deterministic": dict(flavour="shapes-deterministic", size=64, n_train=16, n_val=2, n_test=0, seed=0),
+    "shapes-multimodal": dict(flavour="shapes-multimodal", size=64, n_train=16, n_val=2, n_test=0, seed=0),
+    "shapes-unpaired": dict(flavour="shapes-unpaired", size=64, n_train=16, n_val=2, n_test=0, seed=0),
 }
 
 # recipe -> (world, overrides): slim networks; the official recipes keep their architectures and their
 # resize-and-crop preprocessing, on the 64-px world scaled up as their own data would be (the 256-px U-Nets
 # and the BicycleGAN encoder and discriminators are made for 256 px).
 RECIPE_RUNS: dict[str, tuple[str, list[str]]] = {
-    "quickstart_pix2pix": ("shapes-deterministic", ["model.networks.G.ngf=8", "model.networks.D.ndf=8"]),
+    "quickstart_pix2pix": ("shapes-deterministic", ["model.networks.G.ngf=8", "model.networks.D.ndf=8",
+                                                    "train.batch_size=4"]),
     "quickstart_cyclegan": ("shapes-unpaired", ["model.networks.G_A.ngf=8", "model.networks.G_B.ngf=8",
                                                 "model.networks.D_A.ndf=8", "model.networks.D_B.ndf=8",
-                                                "model.pool_size=2"]),
+                                                "model.pool_size=2", "train.batch_size=2"]),
     "quickstart_bicyclegan": ("shapes-multimodal", ["model.networks.G.ngf=8", "model.networks.E.nef=8",
                                                     "model.networks.D.ndf=8", "model.networks.D2.ndf=8",
                                                     "train.batch_size=4"]),
