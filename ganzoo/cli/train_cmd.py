@@ -71,9 +71,10 @@ def _resume_plan(resume_dir: Path, recipe: Path | None, overrides: tuple[str, ..
 
 
 def _already_finished(payload: dict, overrides: tuple[str, ...]) -> bool:
-    """Whether a resume has nothing to do: the checkpoint's step reached its run's length, unchanged."""
+    """Whether a resume has nothing to do: the checkpoint's step reached its run's length, or the run
+    stopped early (``train.early_stop``), and its length is unchanged."""
     step, total = payload.get("step"), payload.get("total_steps")
-    if not isinstance(step, int) or not isinstance(total, int) or step < total:
+    if not isinstance(step, int) or not isinstance(total, int) or (step < total and not payload.get("stopped_early")):
         return False
     length_keys = ("train.max_steps", "train.epochs", "train.epochs_decay")
     return not any(item.split("=", 1)[0].strip() in length_keys for item in overrides)
@@ -129,8 +130,9 @@ def train_command(recipe: Path | None, overrides: tuple[str, ...], out_dir: Path
         if resume_dir is not None:
             payload, resolved = _resume_plan(resume_dir, recipe, overrides, console)
             if _already_finished(payload, overrides):
+                early = (f", stopped early: {payload['stopped_early']}" if payload.get("stopped_early") else "")
                 console.print(f"[green]nothing to do[/]: {resume_dir} already finished (step {payload['step']}/"
-                              f"{payload['total_steps']}); its checkpoints and summary.json are unchanged",
+                              f"{payload['total_steps']}{early}); its checkpoints and summary.json are unchanged",
                               highlight=False, soft_wrap=True)
                 return
         if nproc > 1:

@@ -14,6 +14,8 @@ attributes and classmethods:
   updates (one per network unless the model says otherwise); ``train.optimizers.<group>`` changes one;
 - ``derived_network_args(model)``: arguments it passes to networks (``nz`` to G and E...);
 - ``check_recipe(recipe, networks)``: cross-checks (batch size, channels) raising RecipeError;
+- ``loss_names(model)`` (optional): the names ``train_step`` returns for this configuration, so a
+  recipe watching one (``train.early_stop.watch``) is checked before training;
 
 and implements ``train_step(batch, updater)``, ``sample``, ``visuals`` and, where it has training
 state besides weights (CycleGAN's image pools), ``extra_state`` / ``load_extra_state``.
@@ -68,6 +70,12 @@ class ModelSpec:
     @classmethod
     def check_recipe(cls, recipe: Recipe, networks: dict[str, nn.Module]) -> None:
         """Raise :class:`RecipeError` for impossible combinations; ``networks`` are built on meta."""
+
+    @classmethod
+    def loss_names(cls, model: ModelConfig) -> list[str] | None:
+        """The loss names ``train_step`` returns for this configuration (None: not declared; a watched
+        name is then checked at the first log step instead of when the recipe is resolved)."""
+        return None
 
     def assemble(self, recipe: Recipe, device: torch.device | str) -> None:
         """Give a model its device, loss weights, networks (built, initialised, on the device) and GAN criterion."""

@@ -79,6 +79,14 @@ class BicycleGAN(ModelSpec, nn.Module):
         # G and E first, then the discriminators, each with its own optimizer as in the official code
         return {name: [name] for name in cls.required_networks(model)}
 
+    @classmethod
+    def loss_names(cls, model: ModelConfig) -> list[str]:
+        w = model.losses
+        vae = model.networks.get("E", {}).get("vae", True) is not False
+        terms = [t for t in ("gan", "gan2", "l1", "kl", "l1_random", "mode_seeking", "latent")
+                 if w[t] > 0 and (t != "kl" or vae)]
+        return terms + ["G_total"] + [name for name in cls.required_networks(model) if name in ("D", "D2")]
+
     @staticmethod
     def uses_encoder(weights: Any) -> bool:
         """Whether any term needs E: the encoded branch (gan, l1, kl) or the latent L1."""

@@ -36,6 +36,13 @@ class CycleGAN(ModelSpec, nn.Module):
         return {"G": ["G_A", "G_B"], "D": ["D_A", "D_B"]}
 
     @classmethod
+    def loss_names(cls, model: ModelConfig) -> list[str]:
+        w = model.losses
+        names = (["idt_A", "idt_B"] if w["identity"] > 0 else []) + (["gan_A", "gan_B"] if w["gan"] > 0 else [])
+        names += [term for term in ("cycle_A", "cycle_B") if w[term] > 0] + ["G_total"]
+        return names + (["D_A", "D_B"] if w["gan"] > 0 else [])
+
+    @classmethod
     def check_recipe(cls, recipe: Recipe, networks: dict[str, nn.Module]) -> None:
         GA, GB = networks["G_A"], networks["G_B"]
         cls.expect_channels("model.networks.G_B.input_nc", GB.input_nc, GA.output_nc, "G_A's output (domain B)")

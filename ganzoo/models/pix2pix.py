@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ganzoo.models.base import ModelSpec
 from ganzoo.models.networks import run_stacked, set_requires_grad
-from ganzoo.recipe.schema import Recipe
+from ganzoo.recipe.schema import ModelConfig, Recipe
 from ganzoo.registry import register
 from ganzoo.training.updates import Updater
 
@@ -32,6 +32,11 @@ class Pix2Pix(ModelSpec, nn.Module):
     def __init__(self, recipe: Recipe, device: torch.device | str = "cpu") -> None:
         super().__init__()
         self.assemble(recipe, device)
+
+    @classmethod
+    def loss_names(cls, model: ModelConfig) -> list[str]:
+        w = model.losses
+        return (["D", "gan"] if w["gan"] > 0 else []) + (["l1"] if w["l1"] > 0 else []) + ["G_total"]
 
     def train_step(self, batch: dict[str, torch.Tensor], updater: Updater) -> dict[str, torch.Tensor]:
         """One official pix2pix iteration: update D on (A, G(A)) vs (A, B), then G."""

@@ -453,6 +453,45 @@ def _check_eval_metrics(train: dict[str, Any]) -> None:
                               hint=did_you_mean(name, known) or f"metrics: {', '.join(known)}")
 
 
+def _check_monitoring(recipe: dict[str, Any], cls: type) -> None:
+    """``train.early_stop.watch`` and ``log.keep_best.metric`` name something the run will have: a
+    registered metric (then evaluations must happen and include it) or, for early stopping, a loss the
+    model declares (:meth:`~ganzoo.models.base.ModelSpec.loss_names`; undeclared: checked when training)."""
+    from ganzoo.training.monitor import classify, registered_metrics
+
+    train, log = recipe["train"], recipe["log"]
+    watched = []
+    if train.get("early_stop") is not None:
+        watched.append(("train.early_stop.watch", train["early_stop"]["watch"], "train.early_stop.mode",
+                        train["early_stop"]["mode"]))
+    if log.get("keep_best") is not None:
+        watched.append(("log.keep_best.metric", log["keep_best"]["metric"], None, None))
+    for key, name, mode_key, mode in watched:
+        target = classify(name)
+        if not target.is_metric:
+            if key == "log.keep_best.metric":
+                known = registered_metrics()
+                raise RecipeError(key, f"{_short(name)} is not a registered metric (<metric> or <metric>.<score>)",
+                                  hint=did_you_mean(name.partition(".")[0], known) or f"metrics: {', '.join(known)}")
+            names = cls.loss_names(recipe["model_config"]) if hasattr(cls, "loss_names") else None
+            if names is not None and name not in names:
+                raise RecipeError(key, f"{_short(name)} is neither a loss this {recipe['model']['type']} logs "
+                                  f"({', '.join(names)}) nor a registered metric",
+                                  hint=did_you_mean(name, [*names, *registered_metrics()])
+                                  or "watch a logged loss, or <metric>[.<score>] with train.eval_every")
+            continue
+        if train.get("eval_every") is None:
+            raise RecipeError(key, f"{_short(name)} is an evaluation score, but train.eval_every is null, so the run "
+                              "never evaluates", hint="set train.eval_every (e.g. 500)")
+        chosen = train.get("eval_metrics")
+        if chosen is not None and target.metric not in chosen:
+            raise RecipeError(key, f"metric {target.metric!r} is not in train.eval_metrics ({', '.join(chosen)})",
+                              hint=f"add {target.metric} to train.eval_metrics")
+        if mode_key is not None and mode is None:
+            raise RecipeError(mode_key, f"is required when watching the metric score {_short(name)}: min or max",
+                              hint="min when lower is better (fid, kid), max when higher is (accuracies, coverage)")
+
+
 def _check_sizes(data: dict[str, Any]) -> None:
     if data["preprocess"] in schema.SCALE_THEN_CROP and data["crop_size"] > data["load_size"]:
         raise RecipeError("data.crop_size", f"{data['crop_size']} is larger than data.load_size "
@@ -607,6 +646,7 @@ def _resolve(raw: Mapping[str, Any], source: str | None, retired: str) -> tuple[
     _check_augment(recipe["data"])
     _check_epochs(recipe["train"])
     _check_eval_metrics(recipe["train"])
+    _check_monitoring(recipe, cls)
     networks = build_meta_networks(recipe)
     _check_networks(recipe, networks)
     _fill_channels(recipe, cls, networks)

@@ -231,6 +231,29 @@ OPTIMIZER: dict[str, Key] = {
 }
 
 
+@dataclass(frozen=True, kw_only=True)
+class EarlyStopConfig(Section):
+    """``train.early_stop``: end the run cleanly when a watched value stops improving (:mod:`ganzoo.training.monitor`)."""
+
+    watch: str = key(REQUIRED, str, "a loss the model logs (G_total, l1, D ...: checked every log.every steps, as its "
+                     "mean since the last check) or an evaluation score, <metric> or <metric>.<score> (checked at every "
+                     "train.eval_every evaluation)")
+    patience: int = key(5, int, "checks (log steps or evaluations) without improvement before the run stops",
+                        minimum=1)
+    mode: str | None = key(None, str, "min (lower is better) or max; null: min for a loss, required for a metric",
+                           nullable=True, choices=("min", "max"))
+    min_delta: float = key(0.0, float, "an improvement must beat the best value by more than this", minimum=0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeepBestConfig(Section):
+    """``log.keep_best``: keep the weights of the best evaluation in ``checkpoints/best.pt``."""
+
+    metric: str = key(REQUIRED, str, "the evaluation score that decides: <metric> or <metric>.<score> "
+                      "(needs train.eval_every)")
+    mode: str = key(REQUIRED, str, "min (lower is better) or max", choices=("min", "max"))
+
+
 #: Keys ``train.scheduler`` takes whatever the scheduler: ganzoo applies them around any registered one.
 SCHEDULER_COMMON: dict[str, Key] = {
     "warmup_steps": Key(0, int, "linear learning-rate warm-up over the first N steps, composed with any scheduler: "
@@ -291,6 +314,10 @@ class TrainConfig(Section):
                                                item_type=str)
     eval_weights: EvalWeightsConfig = section(EvalWeightsConfig, None, "weight files of the metrics evaluated "
                                               "during training (never downloaded)")
+    early_stop: EarlyStopConfig | None = section(EarlyStopConfig, None, "stop the run when a loss or an evaluation "
+                                                 "score stops improving: a clean end with a final checkpoint, and a "
+                                                 "resume that knows it finished (null: train to the end)",
+                                                 nullable=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -300,11 +327,16 @@ class LogConfig(Section):
     every: int = key(100, int, "log scalars every N steps", minimum=1)
     samples_every: int = key(500, int, "save sample images every N steps", minimum=1)
     checkpoint_every: int = key(1000, int, "save a checkpoint every N steps", minimum=1)
+    checkpoint_every_epochs: int | None = key(None, int, "also save a checkpoint at the end of every N epochs "
+                                              "(null: only log.checkpoint_every)", nullable=True, minimum=1)
     keep_last: int = key(3, int, "checkpoints kept: the newest two whole (a resume reads them), older ones with "
                          "weights only (enough to sample, evaluate and export)", minimum=1)
     final_eval: bool = key(False, bool, "when the run ends, score the model on the val split (the shapes-world "
                            "metrics that apply, or train.eval_metrics), print the key figures and write a labelled "
                            "sample sheet, OUT/final/samples.png, and the scores, OUT/final/eval.json")
+    keep_best: KeepBestConfig | None = section(KeepBestConfig, None, "write checkpoints/best.pt (weights, step and "
+                                               "score) whenever an evaluation during training (train.eval_every) beats "
+                                               "every earlier one (null: no best checkpoint)", nullable=True)
 
 
 #: The general ``model`` keys; the model class adds its own options.

@@ -503,6 +503,28 @@ class CheckpointDir:
         self.lighten()
         return path
 
+    @property
+    def best(self) -> Path:
+        return self.root / "best.pt"
+
+    def save_best(self, payload: dict[str, Any], info: dict[str, Any]) -> Path:
+        """Write ``best.pt`` atomically (``log.keep_best``): the weights (light, like an older step file:
+        enough to sample, evaluate and export) and ``best`` = ``info`` (metric, mode, value, step).
+
+        A failed write raises a CheckpointError and leaves the previous ``best.pt`` as it was.
+        """
+        payload = light_payload({"format": FORMAT, "version": VERSION, **payload})
+        payload["best"] = dict(info)
+        try:
+            return atomic_save(payload, self.best)
+        except (OSError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and not is_write_failure(exc):
+                raise
+            reason, hint = write_failure_reason(exc, self.root)
+            kept = "the previous best.pt is intact" if self.best.exists() else "no best.pt had been written yet"
+            raise CheckpointError(f"could not write {self.best}: {reason}; {kept}",
+                                  hint=f"{hint}, then resume with `ganzoo train --resume {self.root.parent}`") from None
+
     def lighten(self) -> list[Path]:
         """Rewrite the step files older than the newest :data:`WHOLE_KEPT` without their resume-only state.
 

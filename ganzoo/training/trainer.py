@@ -39,6 +39,7 @@ from ganzoo.training.checkpoint import CheckpointDir, estimate_checkpoint_bytes,
 from ganzoo.training.distributed import (batch_multiple, check_batch_size, launch_environment, setup_distributed,
                                          wrap_networks)
 from ganzoo.training.guards import check_memory, nonfinite_buffers
+from ganzoo.training.monitor import BestKeeper, EarlyStopping, score_of
 from ganzoo.training.run_lock import RunLock, held_here, inherited
 from ganzoo.training.ema import GeneratorEMA
 from ganzoo.training.optim import make_optimizers
@@ -72,6 +73,8 @@ class TrainResult:
     seconds: float = 0.0
     #: the end-of-run evaluation (``log.final_eval``), as :func:`ganzoo.evaluation.evaluate` returns it
     evaluation: dict[str, Any] | None = None
+    #: why the run ended before ``total_steps`` (``train.early_stop``), None when it did not
+    stopped_early: str | None = None
 
 
 #: ``ganzoo eval``'s weight-file flags and the recipe keys that give the same files during training.
@@ -302,6 +305,13 @@ class Trainer:
         self._eval_warned: set[str] = set()  # what an evaluation could not do, said once per run
         self._stop_signal: int | None = None
         self.skipped_steps = 0
+        # train.early_stop and log.keep_best (ganzoo.training.monitor); stopped_early: why the run ended early
+        self.early_stop = EarlyStopping(train.early_stop.to_dict()) if train.early_stop is not None else None
+        self.keep_best = BestKeeper(recipe.log.keep_best.to_dict()) if recipe.log.keep_best is not None else None
+        self.stopped_early: str | None = None
+        if self.early_stop is not None and self.early_stop.watched.is_metric and self.dist.enabled:
+            raise RecipeError("train.early_stop.watch", "an evaluation score cannot be watched in a multi-process run "
+                              "(rank 0 alone evaluates)", hint="watch a loss, or train on one process")
         if self.dist.is_main:  # a disk that cannot hold a checkpoint fails now, not hours from now
             self.checkpoints.check_space(estimate_checkpoint_bytes(self.state(), self.optimizers.values()))
 
@@ -367,7 +377,30 @@ class Trainer:
             "rng": rng_state(),
             "device": device_name(self.device),  # where it ran: a resume elsewhere says so (the recipe may say "auto")
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
+            **self._monitor_state(),
         }
+
+    def _monitor_state(self) -> dict[str, Any]:
+        """``train.early_stop`` / ``log.keep_best`` progress, and ``stopped_early`` once the run ended early."""
+        state: dict[str, Any] = {}
+        if self.early_stop is not None or self.keep_best is not None:
+            state["monitor"] = {"early_stop": self.early_stop.state_dict() if self.early_stop is not None else None,
+                                "keep_best": self.keep_best.state_dict() if self.keep_best is not None else None}
+        if self.stopped_early is not None:
+            state["stopped_early"] = self.stopped_early
+        return state
+
+    def _load_monitor_state(self, payload: dict[str, Any]) -> None:
+        monitor = payload.get("monitor") or {}
+        if self.early_stop is not None and monitor.get("early_stop"):
+            self.early_stop.load_state_dict(monitor["early_stop"])
+        if self.keep_best is not None and monitor.get("keep_best"):
+            self.keep_best.load_state_dict(monitor["keep_best"])
+        stopped = payload.get("stopped_early")
+        if stopped and payload.get("total_steps", self.total_steps) == self.total_steps:
+            self.stopped_early = str(stopped)  # it finished: a resume has nothing to do
+        elif stopped and self.early_stop is not None:  # lengthened after an early stop: patience starts afresh
+            self.early_stop.bad_checks, self.early_stop.reason = 0, None
 
     def load_state(self, payload: dict[str, Any], source: str) -> None:
         if payload.get("resumable") is False or "optimizers" not in payload:
@@ -403,6 +436,7 @@ class Trainer:
             self.ema = GeneratorEMA(self.model, self.ema.decay)
         set_rng_state(payload["rng"])
         self.step = int(payload["step"])
+        self._load_monitor_state(payload)
         self.dist.seed_rank_stream(self.recipe.train.seed, self.step)
         trained_on = stored_device(payload)
         if trained_on is not None and trained_on != device_name(self.device) and self.dist.is_main:
@@ -540,7 +574,7 @@ class Trainer:
         try:
             with run_log.progress(self.total_steps, self.step, enabled=self.show_progress and main) as progress:
                 progress.status("first step…")
-                while self.step < self.total_steps:
+                while self.step < self.total_steps and self.stopped_early is None:
                     epoch, position = divmod(self.step, self.steps_per_epoch)
                     if hasattr(self.dataset, "set_epoch"):
                         self.dataset.set_epoch(epoch)
@@ -565,17 +599,22 @@ class Trainer:
                             self.ema.update(self.model)
                         self.step += 1
                         progress.advance(self.step, last_losses)
+                        if self.early_stop is not None and self.early_stop.loss_mean is not None:
+                            self.early_stop.loss_mean.add(last_losses)  # on the device: no sync per step
                         if self.step % log.every == 0 or self.step == self.total_steps:
                             self._stop_if_nonfinite()
                             run_log.scalars(self.step, last_losses, self.optimizers,
                                             {term: self.model.weights[term] for term in self.model.loss_warmup})
+                            self._check_watched_loss(last_losses)
                         if main and (self.step % log.samples_every == 0 or self.step == self.total_steps):
                             self.write_samples(run_log)
                         eval_every = self.recipe.train.eval_every
                         if main and eval_every and not self._eval_off and (self.step % eval_every == 0
                                                                            or self.step == self.total_steps):
                             self.evaluate(run_log)
-                        if self.step % log.checkpoint_every == 0 and self.step < self.total_steps:
+                        if self.stopped_early is not None:  # train.early_stop: the milestone below ends the run
+                            break
+                        if self._checkpoint_due() and self.step < self.total_steps:
                             self.save_checkpoint()
                         if stop:
                             path = self.save_checkpoint()
@@ -585,7 +624,10 @@ class Trainer:
                         if self.step >= self.total_steps:
                             break
             if self.step > start_step or not self.resume:  # a resume with nothing to do rewrites nothing
-                self.save_checkpoint(milestone=True)
+                path = self.save_checkpoint(milestone=True)
+                if self.stopped_early is not None and main:
+                    self.console.print(f"[yellow]stopped early[/] at step {self.step}/{self.total_steps}: "
+                                       f"{self.stopped_early}; final checkpoint {path}", highlight=False)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -595,15 +637,18 @@ class Trainer:
                 self._release_lock()
         seconds = time.perf_counter() - started
         result = TrainResult(self.out_dir, self.step, self.total_steps,
-                             {k: float(v) for k, v in last_losses.items()}, seconds)
+                             {k: float(v) for k, v in last_losses.items()}, seconds, stopped_early=self.stopped_early)
         summary = {"step": result.step, "total_steps": result.total_steps, "losses": result.losses,
                    "seconds": round(seconds, 3), "steps_this_session": self.step - start_step,
                    "device": str(self.device), "world_size": self.dist.world_size,
-                   "skipped_steps": self.skipped_steps}
+                   "skipped_steps": self.skipped_steps, "stopped_early": self.stopped_early is not None,
+                   **({"stop_reason": self.stopped_early} if self.stopped_early is not None else {}),
+                   **({"best": self.keep_best.info()} if self.keep_best is not None else {})}
         if main:
             if self.step > start_step or not (self.out_dir / "summary.json").exists():
                 (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-            if self.recipe.log.final_eval and self.step > start_step and self.step >= self.total_steps:
+            if self.recipe.log.final_eval and self.step > start_step and (self.step >= self.total_steps
+                                                                          or self.stopped_early is not None):
                 result.evaluation = self.final_report()
         return result
 
@@ -661,7 +706,39 @@ class Trainer:
             log_to_tensorboard(result, run_log.writer, self.step)
         with open(self.out_dir / "eval.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(result) + "\n")
+        self._watch_evaluation(result)
         return result
+
+    # -- train.early_stop, log.keep_best, log.checkpoint_every_epochs -----------------------------------
+    def _checkpoint_due(self) -> bool:
+        """A periodic checkpoint at this step: every ``log.checkpoint_every`` steps, and at the end of
+        every ``log.checkpoint_every_epochs`` epochs."""
+        log = self.recipe.log
+        epochs = log.checkpoint_every_epochs
+        return self.step % log.checkpoint_every == 0 or (bool(epochs) and self.step % (epochs * self.steps_per_epoch) == 0)
+
+    def _check_watched_loss(self, losses: dict[str, torch.Tensor]) -> None:
+        """``train.early_stop`` on a loss: its mean since the last log step, one check per log step."""
+        stopper = self.early_stop
+        if stopper is None or stopper.loss_mean is None or self.stopped_early is not None:
+            return
+        value = stopper.loss_mean.read(stopper.key, list(losses))  # a name the run never logged: RecipeError
+        if stopper.update(value, self.step):
+            self.stopped_early = stopper.reason
+
+    def _watch_evaluation(self, result: dict[str, Any]) -> None:
+        """``log.keep_best`` (checkpoints/best.pt) and ``train.early_stop`` on an evaluation score."""
+        if self.keep_best is not None:
+            value = score_of(result, self.keep_best.watched, self.keep_best.key)
+            if self.keep_best.update(value, self.step):
+                self._stop_if_nonfinite()  # best.pt never holds what a non-finite step made
+                path = self.checkpoints.save_best(self.state(), self.keep_best.info())
+                self.console.print(f"best {self.keep_best.watched.name} so far ({value:.4g}) at step {self.step}: "
+                                   f"{path}", highlight=False)
+        stopper = self.early_stop
+        if stopper is not None and stopper.watched.is_metric and self.stopped_early is None:
+            if stopper.update(score_of(result, stopper.watched, stopper.key), self.step):
+                self.stopped_early = stopper.reason
 
     def _warn_once(self, what: str, message: str) -> None:
         if what not in self._eval_warned:
