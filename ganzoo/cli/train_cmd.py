@@ -107,6 +107,9 @@ def train_command(recipe: Path | None, overrides: tuple[str, ...], out_dir: Path
         raise click.UsageError("give a RECIPE to train, or --resume RUN_DIR")
     else:
         resolved = remember_cli_plugins(recipe_with_plugins(recipe, overrides))
+        from ganzoo.training.wandb_log import require_wandb
+
+        require_wandb(resolved.log.wandb)  # before the run folder exists
         if nproc > 1:  # refused before the run folder is locked (created)
             _check_split(resolved, nproc)
         if out_dir is None:

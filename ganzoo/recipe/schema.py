@@ -321,6 +321,16 @@ class TrainConfig(Section):
 
 
 @dataclass(frozen=True, kw_only=True)
+class WandbConfig(Section):
+    """``log.wandb``: send the run's scalars to Weights & Biases too (needs ``pip install wandb``)."""
+
+    project: str | None = key(None, str, "wandb project (null: wandb's default)", nullable=True)
+    entity: str | None = key(None, str, "wandb user or team (null: wandb's default)", nullable=True)
+    mode: str = key("online", str, "online, offline (synced later with `wandb sync`) or disabled",
+                    choices=("online", "offline", "disabled"))
+
+
+@dataclass(frozen=True, kw_only=True)
 class LogConfig(Section):
     """``log``: what a run records and when."""
 
@@ -337,6 +347,9 @@ class LogConfig(Section):
     keep_best: KeepBestConfig | None = section(KeepBestConfig, None, "write checkpoints/best.pt (weights, step and "
                                                "score) whenever an evaluation during training (train.eval_every) beats "
                                                "every earlier one (null: no best checkpoint)", nullable=True)
+    wandb: WandbConfig | None = section(WandbConfig, None, "also log every scalar TensorBoard gets (losses, learning "
+                                        "rates, evaluation scores) to Weights & Biases; the run fails at start-up "
+                                        "when the wandb package is missing (null: no wandb)", nullable=True)
 
 
 #: The general ``model`` keys; the model class adds its own options.

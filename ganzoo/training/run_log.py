@@ -216,6 +216,8 @@ class RunLog:
         self.recipe = recipe
         self.last_step = 0
         self.last_losses: dict[str, float] = {}
+        #: other loggers that get every scalar TensorBoard gets (``log(scalars, step)``, ``finish()``): log.wandb
+        self.sinks: list[Any] = []
         if self.writer is not None:
             self.writer.add_text("recipe", "```yaml\n" + dump_recipe(recipe) + "\n```", 0)
 
@@ -241,12 +243,17 @@ class RunLog:
             return
         self.last_step = step
         self.last_losses = {name: float(value) for name, value in losses.items()}
-        for name, value in self.last_losses.items():
-            self.writer.add_scalar(f"loss/{name}", value, step)
-        for name, opt in optimizers.items():
-            self.writer.add_scalar(f"lr/{name}", opt.param_groups[0]["lr"], step)
-        for term, value in (weights or {}).items():
-            self.writer.add_scalar(f"weight/{term}", value, step)
+        tags = {f"loss/{name}": value for name, value in self.last_losses.items()}
+        tags.update({f"lr/{name}": opt.param_groups[0]["lr"] for name, opt in optimizers.items()})
+        tags.update({f"weight/{term}": value for term, value in (weights or {}).items()})
+        for tag, value in tags.items():
+            self.writer.add_scalar(tag, value, step)
+        self.to_sinks(tags, step)
+
+    def to_sinks(self, scalars: Mapping[str, float], step: int) -> None:
+        """Send scalars to the other loggers (``log.wandb``); TensorBoard has them already."""
+        for sink in self.sinks:
+            sink.log(scalars, step)
 
     def sample_grid(self, step: int, rows: list[torch.Tensor]) -> Path:
         grid = image_grid(rows)
@@ -270,6 +277,7 @@ class RunLog:
             file_writer.add_summary(summary, self.last_step)
         for tag, value in metrics.items():
             self.writer.add_scalar(tag, value, self.last_step)
+        self.to_sinks(metrics, self.last_step)
 
     def close(self) -> None:
         """Write the hyper-parameters and close TensorBoard's files.
@@ -292,6 +300,9 @@ class RunLog:
             finally:
                 self.writer = None
                 writer.close()
+                sinks, self.sinks = self.sinks, []
+                for sink in sinks:
+                    sink.finish()
         except Exception as exc:  # noqa: BLE001  (TensorBoard raises OSError, RuntimeError ... on a full disk)
             lines = str(exc).strip().splitlines()
             detail = getattr(exc, "strerror", None) or (lines[0] if lines else type(exc).__name__)

@@ -47,6 +47,7 @@ from ganzoo.training.rng import rng_state, seed_everything, set_rng_state
 from ganzoo.training.run_log import RunLog, status
 from ganzoo.training.sampler import ResumableBatchSampler
 from ganzoo.training.updates import Updater
+from ganzoo.training.wandb_log import WandbLogger, require_wandb
 
 
 class TrainingInterrupted(GanzooError):
@@ -251,6 +252,7 @@ class Trainer:
 
     def _set_up(self, recipe: Recipe, show_progress: bool) -> None:
         train = recipe.train
+        require_wandb(recipe.log.wandb)  # log.wandb without the package: fail now, never mid-run
         self.checkpoints = CheckpointDir(self.out_dir / "checkpoints", keep_last=recipe.log.keep_last)
         self._check_out_dir()
         # One process, or one rank of a torchrun launch (rank, device and process group from the env).
@@ -572,6 +574,8 @@ class Trainer:
         start_step = self.step
         last_losses: dict[str, torch.Tensor] = {}
         try:
+            if main and self.recipe.log.wandb is not None:
+                run_log.sinks.append(WandbLogger(self.recipe.log.wandb, self.recipe, self.out_dir))
             with run_log.progress(self.total_steps, self.step, enabled=self.show_progress and main) as progress:
                 progress.status("first step…")
                 while self.step < self.total_steps and self.stopped_early is None:
@@ -669,7 +673,7 @@ class Trainer:
 
     def evaluate(self, run_log: RunLog) -> dict[str, Any] | None:
         """Score the model on the val split (``train.eval_every``): TensorBoard ``eval/*`` and OUT/eval.jsonl."""
-        from ganzoo.evaluation import evaluate, evaluation_dataset, log_to_tensorboard, weight_options
+        from ganzoo.evaluation import evaluate, evaluation_dataset, flat_scores, log_to_tensorboard, weight_options
 
         if self._eval_data is None:
             try:
@@ -704,6 +708,7 @@ class Trainer:
         result["step"] = self.step
         if run_log.writer is not None:
             log_to_tensorboard(result, run_log.writer, self.step)
+            run_log.to_sinks({f"eval/{k}": v for k, v in flat_scores(result).items()}, self.step)
         with open(self.out_dir / "eval.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(result) + "\n")
         self._watch_evaluation(result)
