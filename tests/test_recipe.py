@@ -25,6 +25,7 @@ from ganzoo.recipe import (
     prepare_recipe,
     resolve_recipe,
 )
+from ganzoo.recipe import schema
 from ganzoo.recipe.schema import Recipe
 from helpers import TOY_RECIPE, toy_params, write
 
@@ -255,8 +256,10 @@ def test_defaults_are_filled_everywhere() -> None:
     assert train.epochs == 100 and train.epochs_decay == 100 and train.device == "auto"
     assert train.precision == "fp32" and train.nonfinite == "stop" and train.compile is False
     assert train.deterministic is False and train.accelerators == ()
-    assert recipe.log.to_dict() == {"every": 100, "samples_every": 500, "checkpoint_every": 1000, "keep_last": 3,
-                                    "final_eval": False}
+    log = recipe.log.to_dict()
+    assert {k: log[k] for k in ("every", "samples_every", "checkpoint_every", "keep_last", "final_eval")} == \
+        {"every": 100, "samples_every": 500, "checkpoint_every": 1000, "keep_last": 3, "final_eval": False}
+    assert log == {name: k.default for name, k in schema.LOG.items()}  # every log key at its declared default
     assert recipe.plugins == ()
 
 
