@@ -13,13 +13,14 @@ from ganzoo.cli import main
 from ganzoo.export import ExportError, apply_policy, export_generator
 from ganzoo.recipe import prepare_recipe
 from ganzoo.registry import get_component
-from ganzoo.training.checkpoint import CheckpointDir
+from ganzoo.training.checkpoint import CheckpointDir, load_checkpoint
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 TINY = {
     # 6 levels: the official U-Net puts dropout only in levels beyond the 5th, so this one has some.
-    "quickstart_pix2pix": ["model.networks.G.num_downs=6", "model.networks.G.ngf=8", "model.networks.D.ndf=8"],
+    "quickstart_pix2pix": ["model.networks.G.num_downs=6", "model.networks.G.use_dropout=true",
+                           "model.networks.G.ngf=8", "model.networks.D.ndf=8"],
     "quickstart_bicyclegan": ["model.networks.G.num_downs=5", "model.networks.G.ngf=8", "model.networks.E.nef=8",
                               "model.networks.D.ndf=8", "model.networks.D2.ndf=8"],
     "quickstart_cyclegan": ["model.networks.G_A.ngf=8", "model.networks.G_B.ngf=8", "model.networks.D_A.ndf=8",
@@ -84,13 +85,14 @@ def test_train_policy_keeps_dropout_and_uses_batch_statistics(tmp_path: Path) ->
 
 def test_bicyclegan_exports_z_as_a_second_input(tmp_path: Path) -> None:
     run = make_run(tmp_path, "quickstart_bicyclegan")
+    nz = load_checkpoint(run / "checkpoints" / "latest.pt")["recipe"]["model"]["nz"]  # the recipe's model.nz
     result = export_generator(run, "torchscript")
-    assert result.nz == 8 and result.parity_ok
+    assert result.nz == nz and result.parity_ok
     loaded = torch.jit.load(str(result.path))
     x = torch.rand(2, 1, 32, 32) * 2 - 1
-    y_a, y_b = loaded(x, torch.randn(2, 8)), loaded(x, torch.randn(2, 8))
+    y_a, y_b = loaded(x, torch.randn(2, nz)), loaded(x, torch.randn(2, nz))
     assert y_a.shape == (2, 3, 32, 32) and not torch.allclose(y_a, y_b), "z changes the output"
-    assert json.loads(result.metadata_path.read_text())["inputs"]["z"] == [None, 8]
+    assert json.loads(result.metadata_path.read_text())["inputs"]["z"] == [None, nz]
 
 
 def test_cyclegan_direction_picks_the_generator(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ def test_load_restores_the_saved_networks_and_samples(bicycle_run: Path) -> None
     A = torch.zeros(2, 1, 64, 64)
     out = model.sample(A, num_z=5)
     assert out.shape == (2, 5, 3, 64, 64)
-    z = torch.randn(4, 8)
+    z = torch.randn(4, model.nz)
     assert torch.equal(model.sample(A, z=z), model.sample(A, z=z))
 
 
@@ -66,7 +66,8 @@ def test_sample_cli_writes_pngs_grids_gif_and_index(bicycle_run: Path, shapes: P
     files = {p.name for p in (out / "00000").iterdir()}
     assert {"input.png", "sample_00.png", "sample_02.png", "encoded.png", "grid.png", "interp.png",
             "interp.gif"} <= files
-    assert Image.open(out / "00000" / "sample_00.png").size == (64, 64)
+    side = ganzoo.load(bicycle_run).recipe.data.crop_size  # inputs are brought to the recipe's size
+    assert Image.open(out / "00000" / "sample_00.png").size == (side, side)
     assert Image.open(out / "00000" / "input.png").mode == "L"  # the outline half, one channel as G reads it
     index = (out / "index.html").read_text()
     assert "00001/grid.png" in index and "00000/interp.gif" in index
