@@ -147,7 +147,7 @@ def test_import_official_cli_writes_a_loadable_checkpoint(shapes: Path, tmp_path
     loaded = ganzoo.load(out, device="cpu")
     # the checkpoint stores the plain recipe, which resolves to the typed one the model carries
     assert isinstance(payload["recipe"], dict) and ganzoo.recipe.resolve_recipe(payload["recipe"]) == loaded.recipe
-    A, z = torch.randn(1, 1, 64, 64), torch.randn(2, 8)
+    A, z = torch.randn(1, 1, 64, 64), torch.randn(2, loaded.nz)
     assert torch.equal(loaded.sample(A, z=z)[0], G(A.repeat(2, 1, 1, 1), z))
 
 
