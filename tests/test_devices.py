@@ -22,22 +22,7 @@ from ganzoo.recipe import resolve_recipe
 from ganzoo.training import rng
 from ganzoo.training.checkpoint import CheckpointDir, atomic_save, load_checkpoint
 from ganzoo.training.trainer import KernelFlags, configure_kernels, kernel_flags
-
-
-def assert_identical(a: object, b: object, where: str) -> None:
-    """Tensors equal bit for bit (dtype and shape too), plain data equal, at every depth."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), f"{where} differs"
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), where
-        for key in a:
-            assert_identical(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_identical(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
+from helpers import assert_identical
 
 
 def _recipe(tmp_path: Path, **data: object):
