@@ -48,13 +48,21 @@ def test_each_model_reports_its_key_figures_and_a_labelled_sheet(tmp_path: Path,
 
 
 def test_the_trainer_returns_the_evaluation_and_off_means_nothing(tmp_path: Path) -> None:
-    raw = tiny_recipe("bicyclegan", tmp_path / "data", max_steps=1)
+    raw = tiny_recipe("bicyclegan", tmp_path / "data", max_steps=1, ema=0.9)
     raw["log"]["final_eval"] = True
     result = Trainer(resolve_recipe(raw), tmp_path / "on", show_progress=False).run()
     assert result.evaluation is not None and "mode_coverage" in result.evaluation["metrics"]
+    assert result.evaluation["weight_average"] is True and result.evaluation["step"] == 1
+    assert json.loads((tmp_path / "on" / "final" / "eval.json").read_text()) == result.evaluation
     raw["log"]["final_eval"] = False
     result = Trainer(resolve_recipe(raw), tmp_path / "off", show_progress=False).run()
     assert result.evaluation is None and not (tmp_path / "off" / "final").exists()
+
+
+def test_the_quickstarts_ask_for_it() -> None:
+    for name in ("bicyclegan", "pix2pix", "cyclegan"):
+        assert prepare_recipe(RECIPES / f"quickstart_{name}.yaml").log.final_eval is True, name
+    assert prepare_recipe(RECIPES / "bicyclegan_shoes.yaml").log.final_eval is False
 
 
 def test_sheet_labels_follow_the_model() -> None:

@@ -15,7 +15,7 @@ RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "quickstart_pix2pix.y
 
 def test_flat_hparams_are_dotted_scalars_without_paths() -> None:
     flat = flat_hparams(prepare_recipe(RECIPE))
-    assert flat["model.networks.G.ngf"] == 32 and flat["model.gan_loss"] == "vanilla"
+    assert flat["model.networks.G.ngf"] == 16 and flat["model.gan_loss"] == "vanilla"
     assert flat["train.optimizer.betas"] == "[0.5, 0.999]"
     assert "data.root" not in flat and not any(k.startswith("log.") for k in flat)
     assert all(isinstance(v, (bool, int, float, str)) for v in flat.values())
@@ -34,6 +34,6 @@ def test_close_writes_hparams_with_final_metrics(tmp_path: Path) -> None:
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     assert {m.name.tag for m in experiment.metric_infos} == {"final/G_gan", "final/D"}
     start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
-    assert start.session_start_info.hparams["model.networks.G.ngf"].number_value == 32
+    assert start.session_start_info.hparams["model.networks.G.ngf"].number_value == 16
     assert [p.name for p in (tmp_path / "logs").iterdir()] and not any((tmp_path / "logs").glob("*/")), \
         "no second run folder"

@@ -405,10 +405,12 @@ QUICK_METRICS = ("mode_coverage", "colour_accuracy", "palette_transfer")
 
 def final_report(model: torch.nn.Module, recipe: Any, out_dir: Path, *, console: Console | None = None,
                  num_inputs: int = 100, num_z: int = 20, sheet_rows: int = 6, sheet_z: int = 6,
-                 seed: int = 0, step: int | None = None) -> dict[str, Any] | None:
+                 seed: int = 0, step: int | None = None, weight_average: bool | None = None
+                 ) -> dict[str, Any] | None:
     """``log.final_eval``: score ``model`` on the val split (the protocol of ``ganzoo eval``'s defaults),
     write ``OUT/final/eval.json`` and the labelled sheet ``OUT/final/samples.png``, and print the key
-    figures and both paths. Returns the evaluation, or None when there is no val split to use."""
+    figures and both paths. ``step`` and ``weight_average`` are recorded in the scores when given (a
+    model being trained does not carry them). Returns the evaluation, or None without a val split."""
     import json
 
     from ganzoo.errors import DataError, RecipeError
@@ -430,6 +432,8 @@ def final_report(model: torch.nn.Module, recipe: Any, out_dir: Path, *, console:
                           strict=False)
     step = int(getattr(model, "step", 0) or 0) if step is None else step
     result["step"] = step
+    if weight_average is not None:  # a training model scores its weight average without saying so itself
+        result["weight_average"] = weight_average
     (folder / "eval.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
     # The sheet: the first val inputs, the same codes in every row.

@@ -663,7 +663,8 @@ class Trainer:
 
         try:
             with self._averaged_weights():
-                return final_report(self.model, self.recipe, self.out_dir, console=self.console, step=self.step)
+                return final_report(self.model, self.recipe, self.out_dir, console=self.console, step=self.step,
+                                    weight_average=self.ema is not None)
         except Exception as exc:  # noqa: BLE001  (the run and its checkpoints are complete already)
             detail = (exc.message if isinstance(exc, GanzooError) else str(exc)).splitlines() or [""]
             self.console.print(f"[yellow]warning:[/] the final evaluation failed ({type(exc).__name__}: "
