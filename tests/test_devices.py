@@ -21,7 +21,7 @@ from ganzoo.data.shapes import ensure_shapes
 from ganzoo.recipe import resolve_recipe
 from ganzoo.training import rng
 from ganzoo.training.checkpoint import CheckpointDir, atomic_save, load_checkpoint
-from ganzoo.training.trainer import KernelFlags, configure_kernels, kernel_flags
+from ganzoo.training.device import KernelFlags, configure_kernels, kernel_flags
 from helpers import assert_identical
 
 

@@ -36,6 +36,7 @@ from ganzoo.schedulers import with_warmup
 from ganzoo.training.accelerators import (accelerator_states, build_accelerators, load_accelerator_states,
                                           prepare_all)
 from ganzoo.training.checkpoint import CheckpointDir, estimate_checkpoint_bytes, load_network_state
+from ganzoo.training.device import configure_kernels, device_name, kernel_flags, stored_device
 from ganzoo.training.distributed import (batch_multiple, check_batch_size, launch_environment, setup_distributed,
                                          wrap_networks)
 from ganzoo.training.guards import check_memory, nonfinite_buffers
@@ -103,67 +104,6 @@ def loader_workers(requested: int | None) -> int:
     if requested is None:
         return min(4, cpus)
     return min(int(requested), cpus)
-
-
-@dataclass(frozen=True)
-class KernelFlags:
-    """The CUDA kernel settings of a run: ``torch.backends.cudnn.benchmark``, ``cudnn.deterministic``
-    and ``torch.use_deterministic_algorithms``."""
-
-    cudnn_benchmark: bool
-    deterministic: bool
-
-
-def kernel_flags(recipe: Recipe) -> KernelFlags:
-    """The kernel settings a recipe asks for (a pure function of the recipe; applied on CUDA only).
-
-    ``train.deterministic`` turns autotuning off and deterministic kernels on. Otherwise
-    ``train.cudnn_benchmark`` decides; left null, cuDNN autotunes (as the official code always does)
-    when every image reaches the networks at one size: a cropping ``data.preprocess`` or the
-    generated shapes world. With sizes that vary (``scale_width``, ``none`` on a folder of images)
-    each new shape would be timed again, which costs more than it saves.
-    """
-    from ganzoo.recipe.resolve import network_input_size
-
-    train, data = recipe.train, recipe.data
-    if train.deterministic:
-        return KernelFlags(cudnn_benchmark=False, deterministic=True)
-    if train.cudnn_benchmark is not None:
-        return KernelFlags(cudnn_benchmark=bool(train.cudnn_benchmark), deterministic=False)
-    fixed = network_input_size(data) is not None and (data.preprocess != "scale_width" or data.shapes is not None)
-    return KernelFlags(cudnn_benchmark=fixed, deterministic=False)
-
-
-def configure_kernels(device: torch.device, flags: KernelFlags) -> None:
-    """Apply :func:`kernel_flags` for a run on ``device``; nothing changes off CUDA (CPU kernels are
-    deterministic for a fixed thread count)."""
-    if device.type != "cuda":
-        return
-    torch.backends.cudnn.benchmark = flags.cudnn_benchmark
-    torch.backends.cudnn.deterministic = flags.deterministic
-    if flags.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
-    torch.use_deterministic_algorithms(flags.deterministic, warn_only=False)
-
-
-def stored_device(payload: dict[str, Any]) -> str | None:
-    """The device a checkpoint was written on: as recorded, else its recipe's explicit ``train.device``
-    (None when unknown: an older checkpoint of a ``train.device: auto`` run)."""
-    device = payload.get("device")
-    if isinstance(device, str) and device:
-        return device_name(device)
-    recipe = payload.get("recipe")
-    train = recipe.get("train") if isinstance(recipe, dict) else None
-    spec = train.get("device") if isinstance(train, dict) else None
-    if isinstance(spec, str) and spec not in ("", "auto"):
-        return device_name(spec)
-    return None
-
-
-def device_name(device: torch.device | str) -> str:
-    """``cuda:N`` or ``cpu``: a bare ``cuda`` is the first GPU (as a single-process run uses it)."""
-    text = str(device)
-    return "cuda:0" if text == "cuda" else text
 
 
 @dataclass
