@@ -14,8 +14,8 @@ import ganzoo.recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "api.md"
-TINY = ["train.max_steps=2", "train.batch_size=4", "train.device=cpu", "log.every=1", "log.checkpoint_every=2", "log.samples_every=2",
-        "model.networks.G.ngf=8", "model.networks.E.nef=8", "model.networks.D.ndf=8", "model.networks.D2.ndf=8",
+TINY = ["train.max_steps=2", "train.batch_size=4", "train.device=cpu",
+        "log.every=1", "log.checkpoint_every=2", "log.samples_every=2", "model.networks.G.ngf=8", "model.networks.E.nef=8", "model.networks.D.ndf=8", "model.networks.D2.ndf=8",
         "data.shapes.n_train=16", "data.shapes.n_val=8", "data.shapes.n_test=0"]
 
 

@@ -39,7 +39,8 @@ def tiny_run(tmp_path: Path, model: str, *extra: str) -> Trainer:
               "bicyclegan": ["model.networks.G.ngf=8", "model.networks.D.ndf=8", "model.networks.D2.ndf=8",
                              "model.networks.E.nef=8"]}[model]
     recipe = prepare_recipe(RECIPES / f"quickstart_{model}.yaml", [
-        f"data.root={tmp_path / 'data'}", "data.shapes.n_train=8", "train.batch_size=2", "data.shapes.n_val=4", "data.shapes.n_test=0",
+        f"data.root={tmp_path / 'data'}", "train.batch_size=2",
+        "data.shapes.n_train=8", "data.shapes.n_val=4", "data.shapes.n_test=0",
         f"data.shapes.size={size}", f"data.load_size={size}", f"data.crop_size={size}", "data.workers=1",
         "log.samples_every=1000", "log.checkpoint_every=1000", *narrow, *extra])
     return Trainer(recipe, tmp_path / "run", show_progress=False)
