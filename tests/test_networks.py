@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from ganzoo.layers.norms import norm_layer
 from ganzoo.models import BicycleGAN
 from ganzoo.models.networks import build_networks, has_batch_statistics, run_stacked, set_requires_grad
 from ganzoo.recipe import resolve_recipe
@@ -156,3 +157,22 @@ def test_shipped_recipes_build_plain_convolutions(recipe: str) -> None:
     convs = [type(m) for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
     assert convs and set(convs) <= {nn.Conv2d, nn.ConvTranspose2d}
     assert "Tuned" not in str(model)
+
+
+# -- instance norm: torch's maths, without the view that makes in-place activations costly ----------------
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_instance_norm_equals_torch_bit_for_bit_and_is_not_a_view(channels_last: bool) -> None:
+    norm, reference = norm_layer("instance")(6), nn.InstanceNorm2d(6)
+    x = torch.randn(2, 6, 9, 7) * 3 + 5
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(2, 6, 9, 7)
+    outputs = []
+    for layer in (norm, reference):
+        leaf = x.clone().requires_grad_()
+        out = nn.functional.leaky_relu(layer(leaf), 0.2)
+        outputs.append((out, torch.autograd.grad(out, leaf, grad)[0]))
+    assert torch.equal(outputs[0][0], outputs[1][0]) and torch.equal(outputs[0][1], outputs[1][1])
+    out = norm(x.clone().requires_grad_())
+    assert not out._is_view()  # an in-place op on it must not turn into CopySlices in the backward
+    out.relu_().sum().backward()  # and an in-place activation on it differentiates

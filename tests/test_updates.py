@@ -282,3 +282,48 @@ def test_cpu_bf16_hardware_is_read_from_torch() -> None:
         assert found == bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
     else:
         assert found is None
+
+
+# -- independent updates (BicycleGAN's D and D2) ------------------------------------------------------------
+def test_independent_updates_run_in_order_under_autocast_and_a_runner_can_replace_how(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    nets = {name: nn.Linear(2, 1) for name in ("D", "D2")}
+    updater = Updater({name: make_optimizer(net.parameters(), {"type": "adam", "lr": 0.1}, torch.device("cpu"))
+                       for name, net in nets.items()}, "bf16", torch.device("cpu"))
+    order: list[str] = []
+
+    def forward(name: str):  # type: ignore[no-untyped-def]
+        def run() -> torch.Tensor:
+            order.append(name)
+            assert torch.is_autocast_enabled("cpu")  # each forward under the updater's precision
+            return nets[name](torch.ones(1, 2)).float().sum()
+        return run
+
+    before = {name: net.weight.detach().clone() for name, net in nets.items()}
+    losses = updater.update_independent({"D": forward("D"), "D2": forward("D2")})
+    assert order == ["D", "D2"] and list(losses) == ["D", "D2"]
+    assert all(not torch.equal(before[name], nets[name].weight) for name in nets)  # both updated
+    calls: list[list[str]] = []
+
+    def reversed_runner(updates, run_one):  # type: ignore[no-untyped-def]
+        calls.append(list(updates))
+        return {group: run_one(group, updates[group]) for group in reversed(list(updates))}
+
+    updater.run_independent = reversed_runner
+    order.clear()
+    updater.update_independent({"D": forward("D"), "D2": forward("D2")})
+    assert calls == [["D", "D2"]] and order == ["D2", "D"]
+
+
+def test_bicyclegan_updates_its_discriminators_as_independent_updates() -> None:
+    parts, batch = make("bicyclegan")
+    seen: list[list[str]] = []
+    default = parts.updater.run_independent
+
+    def recording(updates, run_one):  # type: ignore[no-untyped-def]
+        seen.append(list(updates))
+        return default(updates, run_one)
+
+    parts.updater.run_independent = recording
+    losses = parts.step(batch)
+    assert seen == [["D", "D2"]] and {"D", "D2"} <= set(losses)

@@ -7,7 +7,9 @@ the same rule, which is why the parameter counts match.
 """
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ganzoo.registry import get_component, register
 
@@ -40,6 +42,16 @@ class InstanceNorm(nn.InstanceNorm2d):
 
     def __init__(self, num_features: int) -> None:
         super().__init__(num_features, affine=False, track_running_stats=False)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        # torch's own instance norm, step by step (one batch norm over N*C channels), except that the
+        # result is not returned as a view: after a view, the in-place activation that follows costs
+        # autograd a zero-filled buffer and extra full copies in the backward (docs/performance.md).
+        if input.dim() != 4:
+            return super().forward(input)
+        n, c, h, w = input.shape
+        out = F.batch_norm(input.reshape(1, n * c, h, w), None, None, training=True, eps=self.eps)
+        return torch.ops.aten._unsafe_view(out, (n, c, h, w))
 
 
 @register("norm", "none")

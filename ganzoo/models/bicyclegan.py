@@ -20,6 +20,7 @@ other teacher).
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -260,15 +261,18 @@ class BicycleGAN(ModelSpec, nn.Module):
         if w["gan2"] > 0:
             judged["D" if self.use_same_D else "D2"].append(
                 (self._d_input(A_enc, fake_rand.detach()), self._d_input(A_rand, B_rand)))
-        for name, pairs in judged.items():
-            if pairs:
-                with updater.autocast():
-                    losses[name] = sum(self._discriminator_loss(self.networks[name], fake, real)
-                                       for fake, real in pairs)
-                updater.update(name, losses[name])
+        # D and D2 share nothing: updated in turn, as in the official code, or side by side where an
+        # accelerator runs independent updates so (the same maths)
+        losses.update(updater.update_independent(
+            {name: partial(self._discriminator_loss, self.networks[name], pairs) for name, pairs in judged.items()
+             if pairs}))
         return {k: v.detach() for k, v in losses.items()}
 
-    def _discriminator_loss(self, net: nn.Module, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    def _discriminator_loss(self, net: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """``net``'s GAN loss over (fake, real) input pairs."""
+        return sum(self._pair_loss(net, fake, real) for fake, real in pairs)  # type: ignore[return-value]
+
+    def _pair_loss(self, net: nn.Module, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         pred_fake, pred_real = run_stacked(net, fake, real)
         return self.criterion_gan(pred_fake, False) + self.criterion_gan(pred_real, True)
 

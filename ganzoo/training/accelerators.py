@@ -12,6 +12,9 @@ convolution modules by faster equivalents on the CPU. The contract (see docs/plu
   two runs of one recipe differ must say so here.
 - ``state_dict()`` / ``load_state_dict(state)``: plain data (strings, numbers, lists, mappings) kept in
   every checkpoint, so a resumed run computes as before.
+- ``prepare_updater(updater)`` (optional): runs once, after the :class:`~ganzoo.training.updates.Updater`
+  exists. It may set ``updater.run_independent``, how updates that share nothing (BicycleGAN's D and
+  D2) run, e.g. side by side; nothing else.
 """
 from __future__ import annotations
 
@@ -57,6 +60,14 @@ def prepare_all(accelerators: Mapping[str, Accelerator], model: nn.Module, recip
         if getattr(accelerator, "notice", None):
             notices.append(str(accelerator.notice))
     return notices
+
+
+def prepare_updaters(accelerators: Mapping[str, Accelerator], updater: Any) -> None:
+    """Let each accelerator that has the optional ``prepare_updater`` hook see the run's updater."""
+    for accelerator in accelerators.values():
+        hook = getattr(accelerator, "prepare_updater", None)
+        if hook is not None:
+            hook(updater)
 
 
 def accelerator_states(accelerators: Mapping[str, Accelerator]) -> dict[str, dict[str, Any]]:

@@ -34,7 +34,7 @@ from ganzoo.recipe.schema import Recipe
 from ganzoo.registry import build, get_component
 from ganzoo.schedulers import with_warmup
 from ganzoo.training.accelerators import (accelerator_states, build_accelerators, load_accelerator_states,
-                                          prepare_all)
+                                          prepare_all, prepare_updaters)
 from ganzoo.training.checkpoint import CheckpointDir, estimate_checkpoint_bytes, load_network_state
 from ganzoo.training.device import configure_kernels, device_name, kernel_flags, stored_device
 from ganzoo.training.distributed import (batch_multiple, check_batch_size, launch_environment, setup_distributed,
@@ -155,6 +155,7 @@ def build_training(recipe: Recipe, device: torch.device, *, dist: Any = None, co
     # DDP averages gradients after their accumulation: no updates inside its backward
     updater = Updater(optimizers, train.precision, device, nonfinite=train.nonfinite,
                       step_in_backward=train.step_in_backward and not distributed)
+    prepare_updaters(accelerators, updater)
     return TrainingParts(model, accelerators, optimizers, updater)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -17,6 +17,18 @@ from ganzoo.errors import RecipeError
 from ganzoo.training.steps_in_backward import StepsInBackward, flag_nonfinite, steps_fit_in_backward
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+
+#: One update group's forward pass: returns its loss.
+Forward = Callable[[], torch.Tensor]
+#: How :meth:`Updater.update_independent` runs its updates: given them and the function that runs
+#: one (forward, backward, step; it returns the loss), it returns every group's loss.
+IndependentRunner = Callable[[Mapping[str, Forward], Callable[[str, Forward], torch.Tensor]], dict[str, torch.Tensor]]
+
+
+def run_in_order(updates: Mapping[str, Forward], run_one: Callable[[str, Forward], torch.Tensor]
+                 ) -> dict[str, torch.Tensor]:
+    """The default :data:`IndependentRunner`: one update after the other, in the given order."""
+    return {group: run_one(group, forward) for group, forward in updates.items()}
 
 
 def grads_are_finite(optimizers: Iterable[torch.optim.Optimizer]) -> bool:
@@ -98,6 +110,8 @@ class Updater:
         self._first_bad_step = torch.full((), -1, dtype=torch.int64, device=device)
         self._loss_names: tuple[str, ...] = ()
         self._bad_losses: torch.Tensor | None = None
+        #: How :meth:`update_independent` runs its updates; an accelerator's ``prepare_updater`` may replace it.
+        self.run_independent: IndependentRunner = run_in_order
 
     @property
     def warning(self) -> str | None:
@@ -172,6 +186,20 @@ class Updater:
         elif not bool(self._nonfinite.item()):  # other optimizers: one sync to decide
             for opt in optimizers:
                 opt.step()
+
+    def update_independent(self, updates: Mapping[str, Forward]) -> dict[str, torch.Tensor]:
+        """Run updates that share no parameter and no loss (BicycleGAN's D and D2): for each group,
+        its forward (under :meth:`autocast`), then :meth:`update`. The forwards must not draw random
+        numbers. By default they run one after the other, in order (:func:`run_in_order`); an
+        accelerator may set :attr:`run_independent` to run them side by side, which gives the same
+        maths, since no update reads what another writes. Returns each group's loss."""
+        return self.run_independent(updates, self._forward_and_update)
+
+    def _forward_and_update(self, group: str, forward: Forward) -> torch.Tensor:
+        with self.autocast():
+            loss = forward()
+        self.update(group, loss)
+        return loss
 
     def end_step(self, step: int, losses: dict[str, torch.Tensor], buffers: Iterable[torch.Tensor]) -> None:
         """Fold step ``step``'s losses and running statistics into the non-finite flag (``stop``), on

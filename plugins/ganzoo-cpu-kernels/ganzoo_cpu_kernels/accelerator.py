@@ -18,6 +18,7 @@ from ganzoo_cpu_kernels import cpu_allocator
 from ganzoo_cpu_kernels.conv_routes import RouteTable
 from ganzoo_cpu_kernels.cpu_convs import use_tuned_cpu_convs
 from ganzoo_cpu_kernels.route_cache import RouteCache, machine_signature
+from ganzoo_cpu_kernels.side_by_side import SideBySide
 
 DEFAULT_CACHE = "~/.cache/ganzoo/cpu_kernels_routes.json"
 STATE_VERSION = 1
@@ -43,6 +44,8 @@ class CpuKernels:
             and added to whenever a layer is timed; None times every run afresh.
         reuse_freed_memory: on Linux with glibc, have ``malloc`` keep freed memory for the next step's
             tensors (:mod:`ganzoo_cpu_kernels.cpu_allocator`).
+        side_by_side: run a model's independent updates (BicycleGAN's D and D2) together, sharing the
+            threads (:mod:`ganzoo_cpu_kernels.side_by_side`), where there are at least two.
 
     On the CPU, in float32 and without ``train.compile``, every plain ``nn.Conv2d`` and
     ``nn.ConvTranspose2d`` of ``model.networks`` becomes its tuned class
@@ -54,9 +57,13 @@ class CpuKernels:
     them over, whatever the cache says.
     """
 
-    def __init__(self, cache: str | None = DEFAULT_CACHE, reuse_freed_memory: bool = True) -> None:
+    def __init__(self, cache: str | None = DEFAULT_CACHE, reuse_freed_memory: bool = True,
+                 side_by_side: bool = True) -> None:
         self.cache = None if cache is None else RouteCache(cache)
         self.reuse_freed_memory = bool(reuse_freed_memory)
+        self.side_by_side = bool(side_by_side)
+        #: The updater's runner of independent updates, set by :meth:`prepare` where it applies.
+        self.runner: SideBySide | None = None
         self.routes = RouteTable(self.cache)
         #: One line for the trainer to print at start-up, set by :meth:`prepare`.
         self.notice: str | None = None
@@ -67,7 +74,8 @@ class CpuKernels:
 
     def __repr__(self) -> str:
         cache = None if self.cache is None else str(self.cache.path)
-        return f"CpuKernels(cache={cache!r}, reuse_freed_memory={self.reuse_freed_memory})"
+        return (f"CpuKernels(cache={cache!r}, reuse_freed_memory={self.reuse_freed_memory}, "
+                f"side_by_side={self.side_by_side})")
 
     def prepare(self, model: torch.nn.Module, recipe: Any, device: torch.device) -> None:
         """Switch ``model.networks``' convolutions to the tuned classes and set the allocator, where
@@ -83,6 +91,8 @@ class CpuKernels:
             reason = "train.compile" if _train_setting(recipe, "compile", False) else f"precision {precision}"
             self.notice = f"cpu_kernels: convolutions left to PyTorch under {reason} (float32 eager only)"
             return
+        if self.side_by_side and torch.get_num_threads() >= 2:
+            self.runner = SideBySide()
         cached = {} if self.cache is None else self.cache.load()
         self.routes.restore(cached, override=False, used=False)  # a checkpoint's routes stay ahead of them
         networks = getattr(model, "networks", model)
@@ -96,6 +106,13 @@ class CpuKernels:
         else:
             self.notice = (f"cpu_kernels: timing convolution routes on first use; until {self.cache.path} holds "
                            "them, two runs may round differently")
+        if self.runner is not None:
+            self.notice += "; independent updates (BicycleGAN's D and D2) side by side"
+
+    def prepare_updater(self, updater: Any) -> None:
+        """Run the updater's independent updates side by side, where :meth:`prepare` found it pays."""
+        if self.runner is not None:
+            updater.run_independent = self.runner
 
     def state_dict(self) -> dict[str, Any]:
         """The routes this run took (plain data, for a checkpoint loaded with ``weights_only=True``)."""

@@ -31,7 +31,9 @@ def conv2d_by_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     out = torch.matmul(weight.reshape(c_out, -1), columns)  # N, C_out, L
     if bias is not None:
         out = out + bias.view(1, c_out, 1)
-    return out.view(n, c_out, h_out, w_out)
+    # Reshaped as a new tensor, not a view: autograd turns an in-place op on a view (the inplace
+    # LeakyReLU that follows most convolutions) into extra full copies of the map in the backward.
+    return torch.ops.aten._unsafe_view(out, (n, c_out, h_out, w_out))
 
 
 def conv_transpose2d_by_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

@@ -61,6 +61,7 @@ def test_winograd_convolution_and_gradients_equal_pytorchs_in_float64(
     fast = WinogradConv2d.apply(x, w, b, (padding, padding))
     plain = torch.nn.functional.conv2d(x, w, b, 1, padding)
     torch.testing.assert_close(fast, plain, rtol=1e-12, atol=1e-12)
+    assert not fast._is_view()  # an in-place activation on a view costs autograd extra copies
     inputs = (x, w) + ((b,) if bias else ())
     grad_out = torch.randn(plain.shape, generator=g, dtype=torch.float64)
     for f, p in zip(torch.autograd.grad(fast, inputs, grad_out), torch.autograd.grad(plain, inputs, grad_out)):
@@ -129,6 +130,7 @@ def test_gemm_convolutions_equal_pytorchs_in_float64(case: tuple) -> None:
         gemm = conv2d_by_gemm(x, w, b, *pairs)
         plain = torch.nn.functional.conv2d(x, w, b, stride, padding, dilation)
     torch.testing.assert_close(gemm, plain, rtol=1e-12, atol=1e-12)
+    assert not gemm._is_view()  # an in-place activation on a view costs autograd extra copies
     inputs = (x, w) + ((b,) if bias else ())
     grad_out = torch.randn(plain.shape, generator=g, dtype=torch.float64)
     for f, p in zip(torch.autograd.grad(gemm, inputs, grad_out), torch.autograd.grad(plain, inputs, grad_out)):
