@@ -104,11 +104,6 @@ def _mapped_buffer(size: int, dtype: torch.dtype) -> torch.Tensor:
 _ROW_PAD = 16
 
 
-def _padded_rows(rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
-    """A new (rows, cols) tensor whose rows are :data:`_ROW_PAD` elements apart beyond ``cols``."""
-    return like.new_empty(rows, cols + _ROW_PAD)[:, :cols]
-
-
 def _workspace(role: str, shape: tuple[int, ...], like: torch.Tensor, row_dims: int = 1) -> torch.Tensor:
     """A reused buffer of this thread for one of the transforms' intermediates (several times a
     layer's maps), as ``shape``: its first ``row_dims`` dimensions index rows, each padded by
@@ -129,14 +124,10 @@ def _workspace(role: str, shape: tuple[int, ...], like: torch.Tensor, row_dims: 
     return buffer.as_strided((rows, cols), (stride, 1)).view(shape)
 
 
-def _transformed_filter(weight: torch.Tensor, keep: bool = False) -> torch.Tensor:
-    """(C_out, C_in, r, r) -> (36, C_out, C_in): a workspace, or with ``keep`` memory of its own (rows
-    padded as a workspace's), which the backward can use after other layers have run."""
+def _transformed_filter(weight: torch.Tensor) -> torch.Tensor:
+    """(C_out, C_in, r, r) -> (36, C_out, C_in) (a workspace)."""
     c_out, c_in, kernel = weight.shape[:3]
-    if keep:
-        transformed = _padded_rows(POINTS, c_out * c_in, weight)
-    else:
-        transformed = _workspace("filter", (POINTS, c_out * c_in), weight)
+    transformed = _workspace("filter", (POINTS, c_out * c_in), weight)
     torch.mm(TRANSFORMS[kernel].filter_2d.to(weight.dtype), weight.reshape(c_out * c_in, kernel * kernel).t(),
              out=transformed)
     return transformed.view(POINTS, c_out, c_in)
@@ -199,11 +190,11 @@ def _transformed_input(windows: torch.Tensor) -> torch.Tensor:
     return transformed.view(POINTS, c, n * tiles_h * tiles_w)
 
 
-def _valid_conv(x: torch.Tensor, weight: torch.Tensor, filter_t: torch.Tensor | None = None) -> torch.Tensor:
-    """The unpadded ("valid") convolution of ``x`` with ``weight`` (``filter_t``: its transform, if made)."""
+def _valid_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The unpadded ("valid") convolution of ``x`` with ``weight``."""
     t = TRANSFORMS[weight.shape[-1]]
     n, c_in, c_out, m = x.shape[0], x.shape[1], weight.shape[0], t.tile
-    filter_t = _transformed_filter(weight) if filter_t is None else filter_t
+    filter_t = _transformed_filter(weight)
     x, h_out, w_out = _tile_padded(x, t)
     tiles_h, tiles_w = _tiles(x.shape[2], t), _tiles(x.shape[3], t)
     windows = _windows(x, t)
@@ -222,10 +213,9 @@ def _valid_conv(x: torch.Tensor, weight: torch.Tensor, filter_t: torch.Tensor | 
 
 
 def winograd_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                    padding: tuple[int, int], filter_t: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.conv2d(x, weight, bias, stride=1, padding=padding)`` for a 3x3 or 4x4 ``weight``, without autograd
-    (``filter_t``: the weight's transform, :func:`_transformed_filter`, if already made)."""
-    out = _valid_conv(_zero_padded(x, padding), weight, filter_t)
+                    padding: tuple[int, int]) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, stride=1, padding=padding)`` for a 3x3 or 4x4 ``weight``, without autograd."""
+    out = _valid_conv(_zero_padded(x, padding), weight)
     return out if bias is None else out.add_(bias.view(1, -1, 1, 1))
 
 
@@ -273,22 +263,22 @@ def _weight_grad(windows: torch.Tensor, grad_outs: GradOuts, c_out: int, chunks:
     return grad.t().contiguous().view(c_out, c_in, r, r)
 
 
-def _input_grad(grad_outs: GradOuts, filter_t: torch.Tensor, padded_shape: torch.Size, chunks: list[slice],
+def _input_grad(grad_outs: GradOuts, weight: torch.Tensor, padded_shape: torch.Size, chunks: list[slice],
                 t: _Transforms) -> torch.Tensor:
-    """The gradient of the tile-padded input (``padded_shape``) from the transformed output gradient
-    and the forward's filter transform ``filter_t``: the forward's product and input transform run
-    backwards, then the overlapping tiles added up."""
+    """The gradient of the tile-padded input (``padded_shape``) from the transformed output gradient:
+    the forward's product and input transform run backwards, then the overlapping tiles added up."""
     n, c_in, hp, wp = padded_shape
     m = t.tile
     tiles_h, tiles_w = _tiles(hp, t), _tiles(wp, t)
-    grad = filter_t.new_zeros(n, c_in, hp, wp)
+    filter_t = _transformed_filter(weight).transpose(1, 2)
+    grad = weight.new_zeros(n, c_in, hp, wp)
     for images in chunks:
         grad_t = grad_outs(images)
-        grad_input_t = _workspace("transformed_input", (POINTS, c_in, grad_t.shape[2]), filter_t)
-        torch.bmm(filter_t.transpose(1, 2), grad_t, out=grad_input_t)
-        grad_tiles = _workspace("tiles", (SPAN, SPAN, c_in, images.stop - images.start, tiles_h, tiles_w), filter_t,
+        grad_input_t = _workspace("transformed_input", (POINTS, c_in, grad_t.shape[2]), weight)
+        torch.bmm(filter_t, grad_t, out=grad_input_t)
+        grad_tiles = _workspace("tiles", (SPAN, SPAN, c_in, images.stop - images.start, tiles_h, tiles_w), weight,
                                 row_dims=2)
-        torch.mm(_INPUT_2D.t().to(filter_t.dtype), grad_input_t.view(POINTS, -1), out=grad_tiles.view(POINTS, -1))
+        torch.mm(_INPUT_2D.t().to(weight.dtype), grad_input_t.view(POINTS, -1), out=grad_tiles.view(POINTS, -1))
         for i in range(SPAN):  # neighbouring tiles overlap by r - 1 rows and columns: add each tile position in place
             rows = grad[images, :, i:i + m * tiles_h:m]
             for j in range(SPAN):
@@ -303,11 +293,7 @@ class WinogradConv2d(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 padding: tuple[int, int]) -> torch.Tensor:
         save_conv(ctx, x, weight, bias, padding)
-        # The input gradient needs the filter's transform again: kept from here rather than made twice
-        # (for a 512 x 256 channel 4x4 layer it is a 19 MB matrix product; README.md).
-        filter_t = _transformed_filter(weight, keep=True) if ctx.needs_input_grad[0] else None
-        ctx.filter_t = filter_t  # type: ignore[attr-defined]
-        return winograd_conv2d(x, weight, bias, padding, filter_t)
+        return winograd_conv2d(x, weight, bias, padding)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
@@ -329,9 +315,8 @@ class WinogradConv2d(torch.autograd.Function):
         grad_outs = _grad_out_source(grad_blocks, chunks, t)
         if need_w:
             grad_w = _weight_grad(_windows(padded, t), grad_outs, weight.shape[0], chunks, t)
-        filter_t, ctx.filter_t = ctx.filter_t, None  # type: ignore[attr-defined]
         if need_x:  # after the weight gradient: it overwrites the workspaces that one reads
-            grad_x = _input_grad(grad_outs, filter_t, padded.shape, chunks, t)
+            grad_x = _input_grad(grad_outs, weight, padded.shape, chunks, t)
             if grad_x.shape[2:] != x.shape[2:]:  # drop the padding's and the tiles' rows and columns
                 grad_x = grad_x[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]].contiguous()
         if need_b:
