@@ -176,3 +176,10 @@ def test_instance_norm_equals_torch_bit_for_bit_and_is_not_a_view(channels_last:
     out = norm(x.clone().requires_grad_())
     assert not out._is_view()  # an in-place op on it must not turn into CopySlices in the backward
     out.relu_().sum().backward()  # and an in-place activation on it differentiates
+
+
+def test_traced_instance_norm_takes_other_batch_sizes() -> None:
+    norm = norm_layer("instance")(4)
+    traced = torch.jit.trace(norm, torch.randn(2, 4, 8, 8))  # as `ganzoo export` traces a generator
+    x = torch.randn(3, 4, 6, 6)
+    assert torch.equal(traced(x), nn.InstanceNorm2d(4)(x))

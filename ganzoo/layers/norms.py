@@ -47,7 +47,8 @@ class InstanceNorm(nn.InstanceNorm2d):
         # torch's own instance norm, step by step (one batch norm over N*C channels), except that the
         # result is not returned as a view: after a view, the in-place activation that follows costs
         # autograd a zero-filled buffer and extra full copies in the backward (docs/performance.md).
-        if input.dim() != 4:
+        # Traced (export), the sizes below would be frozen into the graph: torch's own op there.
+        if input.dim() != 4 or torch.jit.is_tracing():
             return super().forward(input)
         n, c, h, w = input.shape
         out = F.batch_norm(input.reshape(1, n * c, h, w), None, None, training=True, eps=self.eps)

@@ -64,7 +64,8 @@ def test_the_entry_point_names_the_module_that_registers_the_accelerator() -> No
     assert importlib.import_module(target) is ganzoo_cpu_kernels
     entry = registry("accelerator").get("cpu_kernels")
     assert entry.factory is CpuKernels and "Winograd" in entry.description
-    assert entry.defaults() == {"cache": "~/.cache/ganzoo/cpu_kernels_routes.json", "reuse_freed_memory": True}
+    assert entry.defaults() == {"cache": "~/.cache/ganzoo/cpu_kernels_routes.json", "reuse_freed_memory": True,
+                                "side_by_side": True}
     installed = [ep for ep in importlib.metadata.entry_points(group="ganzoo.plugins") if ep.name == "cpu_kernels"]
     for ep in installed:  # where the plugin is pip-installed, the installed metadata says the same
         assert ep.value == target
