@@ -35,6 +35,10 @@ def _train_setting(recipe: Any, key: str, default: Any) -> Any:
     return getattr(train, key, default)
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 @register("accelerator", "cpu_kernels")
 class CpuKernels:
     """Hand-written CPU convolutions (Winograd, im2col GEMM, ...) timed per layer signature, + glibc malloc reuse.
@@ -110,8 +114,9 @@ class CpuKernels:
             self.notice += "; independent updates (BicycleGAN's D and D2) side by side"
 
     def prepare_updater(self, updater: Any) -> None:
-        """Run the updater's independent updates side by side, where :meth:`prepare` found it pays."""
-        if self.runner is not None:
+        """Run the updater's independent updates side by side, where :meth:`prepare` found it pays;
+        never under data parallelism, whose collectives every process must issue in one order."""
+        if self.runner is not None and not _distributed():
             updater.run_independent = self.runner
 
     def state_dict(self) -> dict[str, Any]:

@@ -93,3 +93,15 @@ def test_the_accelerator_sets_the_runner_on_the_cpu_with_two_threads_unless_told
         assert isinstance(accelerator.runner, expected)
         assert updater.run_independent is (accelerator.runner or run_in_order)
         assert ("side by side" in (accelerator.notice or "")) is side_by_side
+
+
+def test_no_side_by_side_under_data_parallelism(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu_allocator, "reuse_freed_memory", lambda: True)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    torch.set_num_threads(2)
+    recipe = prepare_recipe(QUICKSTART, TINY)
+    accelerator = CpuKernels(cache=str(tmp_path / "routes.json"))
+    accelerator.prepare(build_parts(recipe, torch.device("cpu")).model, recipe, torch.device("cpu"))
+    updater = Updater({}, "fp32", torch.device("cpu"))
+    accelerator.prepare_updater(updater)
+    assert updater.run_independent is run_in_order  # every process issues D's and D2's collectives in one order
