@@ -19,7 +19,7 @@ convolution modules by faster equivalents on the CPU. The contract (see docs/plu
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn as nn
@@ -27,6 +27,9 @@ import torch.nn as nn
 from ganzoo.errors import CheckpointError
 from ganzoo.recipe.schema import Recipe
 from ganzoo.registry import build
+
+if TYPE_CHECKING:
+    from ganzoo.training.updates import Updater
 
 
 @runtime_checkable
@@ -62,7 +65,7 @@ def prepare_all(accelerators: Mapping[str, Accelerator], model: nn.Module, recip
     return notices
 
 
-def prepare_updaters(accelerators: Mapping[str, Accelerator], updater: Any) -> None:
+def prepare_updaters(accelerators: Mapping[str, Accelerator], updater: Updater) -> None:
     """Let each accelerator that has the optional ``prepare_updater`` hook see the run's updater."""
     for accelerator in accelerators.values():
         hook = getattr(accelerator, "prepare_updater", None)

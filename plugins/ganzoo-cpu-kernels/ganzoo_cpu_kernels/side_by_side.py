@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
-Forward = Callable[[], torch.Tensor]
+from ganzoo.training.updates import Forward
 
 
 def _with_threads(threads: int, run_one: Callable[[str, Forward], torch.Tensor], group: str, forward: Forward
