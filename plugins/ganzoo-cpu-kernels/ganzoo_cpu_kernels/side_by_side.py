@@ -1,4 +1,4 @@
-"""Independent updates side by side, one CPU thread each (``cpu_kernels(side_by_side=True)``).
+"""Independent updates side by side, sharing the CPU threads (``cpu_kernels(side_by_side=True)``).
 
 A model marks updates that share nothing with ``updater.update_independent`` (BicycleGAN's D and
 D2); the core runs them one after the other. On a CPU, the small late layers of a discriminator
@@ -10,7 +10,6 @@ on that many threads, however the threads interleave: two runs give the same bit
 """
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -35,17 +34,15 @@ class SideBySide:
         if at_once < 2:
             raise ValueError(f"side by side means at least 2 updates at once, got {at_once}")
         self.at_once = at_once
-        self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None  # made on first use; its threads end with the process
 
     def __repr__(self) -> str:
         return f"SideBySide(at_once={self.at_once})"
 
     def _executor(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.at_once - 1, thread_name_prefix="cpu_kernels-update")
-            return self._pool
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.at_once - 1, thread_name_prefix="cpu_kernels-update")
+        return self._pool
 
     def __call__(self, updates: Mapping[str, Forward], run_one: Callable[[str, Forward], torch.Tensor]
                  ) -> dict[str, torch.Tensor]:
@@ -68,10 +65,3 @@ class SideBySide:
                 future.exception()
         losses.update((group, future.result()) for group, future in others)
         return {group: losses[group] for group, _ in items}
-
-    def close(self) -> None:
-        """Stop the pool's threads (they also end with the process)."""
-        with self._lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._pool = None
