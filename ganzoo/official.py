@@ -65,7 +65,7 @@ def _unet_key(net: nn.Module, key: str) -> str:
     level, index = int(level_text), int(index_text)
     module = (net.down if side == "down" else net.up)[level][index]
     innermost = net.num_downs - 1
-    if net.nz > 0 and net.z_every_level:  # G_Unet_add_all: separate down/up sequences per block
+    if net.nz > 0 and net.inject == "all":  # G_Unet_add_all: separate down/up sequences per block
         down, up = _unet_lists(net, level, keep_identity=False)
         position = (down if side == "down" else up).index(module)
         return "model." + "submodule." * level + f"{side}.{position}.{param}"

@@ -123,6 +123,23 @@ def test_inject_all_and_input_are_different_networks() -> None:
         build("generator", "unet", inject="input", **plain))
 
 
+def test_inject_from_leaves_the_outer_levels_without_z() -> None:
+    common = dict(input_nc=1, output_nc=3, nz=8, num_downs=4, ngf=8, norm="batch", inject="all", z_grid=2)
+    official = build("generator", "unet", **common)
+    inner = build("generator", "unet", inject_from=2, **common)
+    official_in = [block[0].in_channels for block in official.down]
+    inner_in = [block[0].in_channels for block in inner.down]
+    # z (2 channels on the 2x2 grid) joins levels 2 and 3 only
+    assert official_in == [1 + 2, 8 + 2, 16 + 2, 32 + 2]
+    assert inner_in == [1, 8, 16 + 2, 32 + 2]
+    torch.manual_seed(0)
+    inner.eval()
+    x = torch.randn(2, 1, 32, 32)
+    assert not torch.allclose(inner(x, torch.zeros(2, 8)), inner(x, torch.ones(2, 8)))
+    # the default is the official network, parameter for parameter
+    assert count_params(build("generator", "unet", inject_from=0, **common)) == count_params(official)
+
+
 def test_z_changes_the_output() -> None:
     torch.manual_seed(0)
     g = build("generator", "unet", nz=4, num_downs=5, ngf=8, inject="all", norm="instance").eval()
@@ -180,6 +197,8 @@ def test_wrong_channel_count_is_a_clear_error() -> None:
         ("unet", {"upsample": "bicubic"}, "upsample='bicubic'.*basic, bilinear, nearest"),
         ("unet", {"inject": "middle"}, "inject='middle'.*input, all"),
         ("unet", {"num_downs": 1}, "num_downs must be an integer >= 2"),
+        ("unet", {"nz": 4, "num_downs": 5, "inject": "all", "inject_from": 5}, "inject_from must be a level from 0"),
+        ("unet", {"nz": 4, "inject": "input", "inject_from": 1}, "inject_from=1 needs inject='all'"),
         ("unet_128", {"ngf": 0}, "unet_128.*ngf must be an integer >= 1"),
         ("unet", {"norm": "batchnorm"}, "unknown norm 'batchnorm'"),
         ("unet", {"nl": "relux"}, "unknown activation 'relux'"),

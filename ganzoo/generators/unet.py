@@ -95,6 +95,9 @@ class UNetGenerator(nn.Module):
         use_dropout: dropout 0.5 on the deep ``8 * ngf`` levels of the up path.
         upsample: ``basic`` (4x4 transposed conv), ``bilinear`` or ``nearest`` (resize + 3x3 conv).
         inject: where z is concatenated: ``input`` (to the image) or ``all`` (to every level's input).
+        inject_from: with ``inject="all"``, the outermost level z joins: 0 (official) concatenates it to
+            the image too; ``k > 0`` leaves the ``k`` outermost convolutions without z, so where z
+            changes colour is decided at 1/2**k of the image side and up-sampled, not pixel by pixel.
         z_grid: 1 for the paper's global code; ``g > 1`` reads z as ``nz / g**2`` channels on a ``g x g``
             grid of local codes (:mod:`ganzoo.layers.latent`); the encoder must use the same ``z_grid``.
         attention: levels (1 .. num_downs - 1) whose up-path output goes through a self-attention
@@ -104,7 +107,8 @@ class UNetGenerator(nn.Module):
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, nz: int = 0, num_downs: int = 8, ngf: int = 64,
                  norm: str = "batch", nl: str = "relu", use_dropout: bool = False, upsample: str = "basic",
-                 inject: str = "input", z_grid: int = 1, attention: tuple[int, ...] = ()) -> None:
+                 inject: str = "input", inject_from: int = 0, z_grid: int = 1,
+                 attention: tuple[int, ...] = ()) -> None:
         super().__init__()
         network = unet_name(num_downs)
         if not isinstance(num_downs, int) or num_downs < 2:
@@ -117,6 +121,13 @@ class UNetGenerator(nn.Module):
         check_choice(f"generator {network!r}", "upsample", upsample, UPSAMPLE_MODES)
         check_choice(f"generator {network!r}", "inject", inject, INJECT_MODES)
         check_z_grid(f"generator {network!r}", nz, z_grid)
+        if not isinstance(inject_from, int) or isinstance(inject_from, bool) or not 0 <= inject_from < num_downs:
+            raise ComponentError(f"generator {network!r}: inject_from must be a level from 0 (the image) to "
+                                 f"{num_downs - 1} (the bottleneck's input); got {inject_from!r}")
+        if inject_from and inject != "all":
+            raise ComponentError(f"generator {network!r}: inject_from={inject_from} needs inject='all' "
+                                 f"(with inject='{inject}' z joins the image only)",
+                                 hint="set inject: all, or leave inject_from out")
         attention_levels = check_positions(
             f"generator {network!r}", attention, list(range(1, num_downs)), "level",
             f"level 1 is the up path at half the image side, {num_downs - 1} the one just above the bottleneck")
@@ -128,12 +139,13 @@ class UNetGenerator(nn.Module):
         self.nz = nz
         self.num_downs = num_downs
         self.inject = inject
+        self.inject_from = inject_from
         self.z_grid = z_grid
         self.size_multiple = 2 ** num_downs
         self.network_name = network
         # pix2pix concatenates [skip, up-path]; BicycleGAN (the z-using networks) [up-path, skip].
         self.skip_first = nz == 0
-        self.z_every_level = nz > 0 and inject == "all"
+        self.z_levels = set(range(inject_from, num_downs) if inject == "all" else (0,)) if nz > 0 else set()
 
         # pix2pix's convs (all but the outermost up-conv) take their bias from the norm choice, even
         # where no norm follows; BicycleGAN's z-using networks give every conv a bias whatever the
@@ -147,7 +159,7 @@ class UNetGenerator(nn.Module):
         for level in range(num_downs):
             outer_nc = input_nc if level == 0 else width[level - 1]
             inner_nc = width[level]
-            z_nc = latent_channels(nz, z_grid) if (level == 0 or self.z_every_level) else 0
+            z_nc = latent_channels(nz, z_grid) if level in self.z_levels else 0
             down: list[nn.Module] = [
                 nn.Conv2d(outer_nc + z_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=bias)
             ]
@@ -177,7 +189,7 @@ class UNetGenerator(nn.Module):
         skips: list[torch.Tensor] = []
         h = x
         for level, down in enumerate(self.down):
-            z_here = z is not None and (level == 0 or self.z_every_level)
+            z_here = z is not None and level in self.z_levels
             block_input = tile_latent(h, z, self.z_grid) if z_here else h
             if level > 0:
                 # The outermost level convolves the image itself; the others start with LeakyReLU.
