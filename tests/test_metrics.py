@@ -73,6 +73,25 @@ def test_mode_coverage_separates_diversity_from_colour_precision(shapes_root) ->
     assert stats["same_nearest_colour_fraction"] == 1.0  # each sample paints all its shapes alike
 
 
+def test_shape_iou_is_one_on_the_data_and_falls_with_paint_off_the_shapes(shapes_root) -> None:
+    images, records = _b_images(shapes_root)
+    context = SimpleNamespace(samples=lambda: images.unsqueeze(1), records=lambda: records, num_inputs=len(records),
+                              num_z=1)
+    assert build("metric", "mode_coverage").compute(context).values["shape_iou"] == 1.0
+    # the same images with a stray 6x6 blob in a corner that no shape reaches
+    stained = images.clone()
+    for image, record in zip(stained, records):
+        corner = next((x, y) for x, y in ((0, 0), (26, 0), (0, 26), (26, 26))
+                      if all(abs(s["x"] - x - 3) > s["size"] + 3 or abs(s["y"] - y - 3) > s["size"] + 3
+                             for s in record["shapes"]))
+        image[:, corner[1]:corner[1] + 6, corner[0]:corner[0] + 6] = torch.tensor([220, 40, 220])[:, None, None]
+    context = SimpleNamespace(samples=lambda: stained.unsqueeze(1), records=lambda: records, num_inputs=len(records),
+                              num_z=1)
+    stats = build("metric", "mode_coverage").compute(context).values
+    assert 0.3 < stats["shape_iou"] < 0.95
+    assert stats["on_palette"] == 1.0  # the colours of the shapes themselves are untouched
+
+
 def test_palette_tolerance_is_012_in_unit_rgb() -> None:
     red = np.asarray(PALETTE[0], dtype=float)
     near = red + np.array([0.0, 0.11 * 255, 0.0])

@@ -107,15 +107,20 @@ class ModeCoverage(Metric):
 
     Scores: ``mode_coverage``, ``colours_per_input``, ``on_palette`` (fraction of shape colours within
     the tolerance), ``same_colour_fraction`` (multi-shape samples with all shapes one palette colour),
-    and the same two figures with every shape given its nearest palette colour, no tolerance:
-    ``nearest_colour_coverage`` (diversity alone) and ``same_nearest_colour_fraction``.
+    the same two figures with every shape given its nearest palette colour, no tolerance:
+    ``nearest_colour_coverage`` (diversity alone) and ``same_nearest_colour_fraction``, and
+    ``shape_iou``: how well the painted pixels cover the shapes and nothing else (the data: 1; shapes
+    painted where the outline has none lower it, which no colour score sees).
 
     Args:
         tolerance: a shape's mean colour counts as a palette colour within this RGB distance (in [0, 1]).
+        foreground_threshold: a pixel is painted when some channel is this far below white (in [0, 1]).
     """
 
-    def __init__(self, tolerance: float = PALETTE_TOLERANCE) -> None:
+    def __init__(self, tolerance: float = PALETTE_TOLERANCE, foreground_threshold: float = FOREGROUND_THRESHOLD
+                 ) -> None:
         self.tolerance = float(tolerance)
+        self.foreground_threshold = float(foreground_threshold)
 
     def skip_reason(self, ctx: EvalContext) -> str | None:
         return _needs(ctx, ("shapes-multimodal",))
@@ -129,8 +134,11 @@ class ModeCoverage(Metric):
         nearest = coverage_statistics(samples, records, tolerance=float("inf"))
         stats["nearest_colour_coverage"] = nearest["mode_coverage"]
         stats["same_nearest_colour_fraction"] = nearest["same_colour_fraction"]
+        stats["shape_iou"] = float(np.mean([iou for images, record in zip(samples, records)
+                                            for iou in shape_ious(images, record, self.foreground_threshold)]))
         info = {"rule": f"shape mean colour within {self.tolerance} (RGB in [0,1]) of a palette colour",
                 "nearest_rule": "each shape given its nearest palette colour, no tolerance",
+                "foreground": f"a channel below {1 - self.foreground_threshold:.2f}",
                 "palette_size": 8, "inputs": ctx.num_inputs, "samples_per_input": ctx.num_z}
         return MetricResult(stats, info)
 
@@ -166,6 +174,25 @@ def foreground_mask(image: torch.Tensor, threshold: float = FOREGROUND_THRESHOLD
     return (values.min(0) < 1.0 - threshold)
 
 
+def shape_ious(images: torch.Tensor, record: dict[str, Any], threshold: float = FOREGROUND_THRESHOLD) -> list[float]:
+    """IoU of each uint8 sample's painted (non-white) pixels with the record's shapes: (K, C, H, W) -> K values.
+
+    Below 1 where shapes come out with holes or ragged edges, or where paint lands off every shape.
+    """
+    from ganzoo.data.shapes import shape_mask
+
+    size = images.shape[-1]
+    truth = np.zeros((size, size), dtype=bool)
+    for shape in record["shapes"]:
+        truth |= shape_mask(shape, int(record["image_size"]), scale=size / int(record["image_size"]))
+    ious = []
+    for image in images:
+        found = foreground_mask(image, threshold)
+        union = (found | truth).sum()
+        ious.append(float((found & truth).sum() / union) if union else 1.0)
+    return ious
+
+
 @register("metric", "palette_transfer")
 class PaletteTransfer(Metric):
     """Shapes recoloured into the other domain's palette, and IoU of output shapes with input shapes (shapes-unpaired)."""
@@ -179,20 +206,13 @@ class PaletteTransfer(Metric):
         return _needs(ctx, ("shapes-unpaired",))
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        from ganzoo.data.shapes import COOL_PALETTE, WARM_PALETTE, shape_mask
+        from ganzoo.data.shapes import COOL_PALETTE, WARM_PALETTE
 
         target = COOL_PALETTE if ctx.direction == "AtoB" else WARM_PALETTE
         transferred = total = 0
-        ious = []
+        ious: list[float] = []
         for images, record in zip(ctx.samples(), ctx.records() or []):
-            size = images.shape[-1]
-            truth = np.zeros((size, size), dtype=bool)
-            for shape in record["shapes"]:
-                truth |= shape_mask(shape, int(record["image_size"]), scale=size / int(record["image_size"]))
-            for image in images:
-                found = foreground_mask(image, self.foreground_threshold)
-                union = (found | truth).sum()
-                ious.append(float((found & truth).sum() / union) if union else 1.0)
+            ious += shape_ious(images, record, self.foreground_threshold)
             if record["shapes"]:
                 matches = match_palette(shape_colours(images, record), target, self.tolerance)
                 transferred += int((matches >= 0).sum())
@@ -205,4 +225,4 @@ class PaletteTransfer(Metric):
 
 
 __all__ = ["PALETTE_TOLERANCE", "ColourAccuracy", "ModeCoverage", "PaletteTransfer", "coverage_statistics",
-           "foreground_mask", "match_palette", "shape_colours"]
+           "foreground_mask", "match_palette", "shape_colours", "shape_ious"]
