@@ -20,7 +20,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 @pytest.mark.parametrize("model, flavour, figures", [
-    ("bicyclegan", "shapes-multimodal", ("mode coverage", "on palette")),
+    ("bicyclegan", "shapes-multimodal", ("mode coverage", "on palette", "shape iou")),
     ("pix2pix", "shapes-deterministic", ("colour accuracy",)),
     ("cyclegan", "shapes-unpaired", ("palette transfer", "shape iou")),
 ])

@@ -396,7 +396,8 @@ def visual_labels(model: torch.nn.Module, count: int) -> list[str]:
 
 
 #: The figures the end-of-run report prints for each metric (others: every score it gives).
-KEY_FIGURES = {"mode_coverage": ("mode_coverage", "on_palette"), "colour_accuracy": ("colour_accuracy",),
+KEY_FIGURES = {"mode_coverage": ("mode_coverage", "on_palette", "shape_iou"),
+               "colour_accuracy": ("colour_accuracy",),
                "palette_transfer": ("palette_transfer", "shape_iou")}
 #: The metrics the end-of-run report runs when the recipe names none (train.eval_metrics): the
 #: shapes world's own, each of which skips data it does not score.
