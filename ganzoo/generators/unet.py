@@ -145,7 +145,11 @@ class UNetGenerator(nn.Module):
         self.network_name = network
         # pix2pix concatenates [skip, up-path]; BicycleGAN (the z-using networks) [up-path, skip].
         self.skip_first = nz == 0
-        self.z_levels = set(range(inject_from, num_downs) if inject == "all" else (0,)) if nz > 0 else set()
+        # the levels whose down-conv reads z beside its input
+        if nz == 0:
+            self.z_levels: set[int] = set()
+        else:
+            self.z_levels = set(range(inject_from, num_downs)) if inject == "all" else {0}
 
         # pix2pix's convs (all but the outermost up-conv) take their bias from the norm choice, even
         # where no norm follows; BicycleGAN's z-using networks give every conv a bias whatever the

@@ -268,8 +268,8 @@ def test_freed_memory_is_reused_instead_of_faulted_in_again() -> None:
     """Once steps repeat, their tensors take memory freed by the last step instead of pages the
     kernel maps and zeroes afresh (32768 page faults a step here). The median step, because the
     heap's layout varies from process to process: now and then one step of the reusing process
-    still places a tensor partly beyond the memory it had, and in one CI run half of them did, so
-    the reusing process gets three tries."""
+    still places a tensor partly beyond the memory it had, and more rarely half of them do, so the
+    reusing process gets three tries."""
     def median_faults(mode: str) -> tuple[float, list[int]]:
         done = subprocess.run([sys.executable, "-c", _FAULTS_OF_REPEATED_STEPS, mode, cpu_allocator.__file__],
                               capture_output=True, text=True, check=True)
